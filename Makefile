@@ -1,0 +1,58 @@
+# anycast-dns: every entry point. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR ?= 0
+export PY_COLORS ?= 0
+
+# Debian packages the controller and the lab need (installed by `make setup` when root).
+APT_PACKAGES := python3 python3-venv git make iproute2 openssh-client \
+                systemd-container debootstrap apt-cacher-ng
+
+.PHONY: help setup apt venv lock check lint unit test demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: apt venv ## install apt packages (as root) and the Python virtualenv; idempotent
+
+apt: ## install the Debian packages the project needs (skips what is there)
+	@scripts/setup-apt.sh $(APT_PACKAGES)
+
+venv: $(VENV)/.installed ## create .venv from requirements.txt
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+lock: ## regenerate requirements.txt from requirements.in (needs network to PyPI)
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet -r requirements.in
+	{ echo "# Full lock of requirements.in for Python 3.11 (make lock regenerates it)."; \
+	  .venv-lock/bin/pip freeze; } > requirements.txt
+	rm -rf .venv-lock
+
+lint: venv ## yamllint, ansible-lint (profile production), ruff
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --offline --profile production
+	$(BIN)/ruff check .
+
+unit: venv ## unit and functional tests that need no root and no lab
+	$(BIN)/pytest -q -m "not lab" tests/unit tests/functional collections/ansible_collections/anycast/dns/tests/unit
+
+check: lint unit ## the fast tier: lint + unit (no root, a few minutes)
+
+test: setup lint ## everything: lint, unit, functional and (as root) the lab tiers
+	$(BIN)/pytest -q tests/unit tests/functional collections/ansible_collections/anycast/dns/tests/unit
+
+demo: setup ## validate the production inventory offline (the lab issue extends this)
+	$(BIN)/ansible-playbook -i inventories/production playbooks/validate.yml
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache
