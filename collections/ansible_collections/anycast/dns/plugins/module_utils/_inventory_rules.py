@@ -1,0 +1,710 @@
+# Copyright: contributors to the anycast.dns collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Offline rules for an anycast DNS fleet inventory.
+
+Pure Python (netaddr only): the action plugin ``anycast.dns.validate_inventory``
+feeds it the variables of every server, and the unit tests call it directly.
+
+Every rule appends ``Problem`` records instead of raising, so one run reports
+every problem in the inventory, each naming the host, the key and the bad value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import namedtuple
+
+try:
+    import netaddr
+
+    HAS_NETADDR = True
+    NETADDR_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported by the action plugin
+    HAS_NETADDR = False
+    NETADDR_IMPORT_ERROR = exc
+
+Problem = namedtuple("Problem", ["host", "key", "value", "message"])
+
+# Variables each server contributes; the action plugin reads exactly these.
+SERVER_KEYS = (
+    "anycast_asn",
+    "anycast_service_addresses",
+    "anycast_aggregates",
+    "anycast_zones",
+    "anycast_hidden_primary",
+    "anycast_pops",
+    "anycast_pop",
+    "anycast_health",
+    "anycast_bfd_profiles",
+    "anycast_bgp_require_password",
+    "anycast_node_name",
+    "anycast_router_id",
+    "anycast_unicast_ipv4",
+    "anycast_unicast_ipv6",
+    "anycast_interfaces",
+    "anycast_upstreams",
+)
+
+UPSTREAM_TYPES = ("transit", "ixp")
+SCOPES = ("global", "local")
+
+# Well-known communities an operator may set on an upstream (RFC 1997, RFC 3765,
+# RFC 8326, RFC 7999). GRACEFUL_SHUTDOWN belongs to the drain procedure and
+# BLACKHOLE would blackhole the service: both are refused with their own message.
+WELL_KNOWN_COMMUNITY_NAMES = {
+    "no-export": "65535:65281",
+    "no-advertise": "65535:65282",
+    "local-as": "65535:65283",
+    "no-peer": "65535:65284",
+}
+MANAGED_COMMUNITIES = {
+    "65535:0": "GRACEFUL_SHUTDOWN (65535:0) is set by the drain procedure, not by the inventory",
+    "graceful-shutdown": "GRACEFUL_SHUTDOWN (65535:0) is set by the drain procedure, not by the inventory",
+    "65535:666": "BLACKHOLE (65535:666, RFC 7999) would make upstreams drop traffic to the service",
+    "blackhole": "BLACKHOLE (65535:666, RFC 7999) would make upstreams drop traffic to the service",
+}
+
+ASN_MIN, ASN_MAX = 1, 4294967295
+# IANA special-purpose AS numbers that must never appear in a BGP session.
+RESERVED_ASNS = (
+    (0, 0, "reserved (RFC 7607)"),
+    (23456, 23456, "AS_TRANS (RFC 6793)"),
+    (64496, 64511, "reserved for documentation (RFC 5398)"),
+    (65535, 65535, "reserved (RFC 7300)"),
+    (65536, 65551, "reserved for documentation (RFC 5398)"),
+    (4294967295, 4294967295, "reserved (RFC 7300)"),
+)
+
+PREPEND_MAX = 10
+MED_MAX = 4294967295
+BFD_INTERVAL_RANGE = (10, 60000)  # FRR bfdd: receive-interval / transmit-interval (ms)
+BFD_MULTIPLIER_RANGE = (2, 255)  # FRR bfdd: detect-multiplier
+MULTIHOP_RANGE = (0, 255)  # 0 = directly connected; FRR ebgp-multihop takes 1-255
+MD5_MAX_LEN = 80  # Linux TCP_MD5SIG_MAXKEYLEN
+TRANSIT_MAX_PREFIXLEN = {4: 24, 6: 48}
+SCOPE_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+NODE_NAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+STD_COMMUNITY_RE = re.compile(r"^(\d+):(\d+)$")
+LARGE_COMMUNITY_RE = re.compile(r"^(\d+):(\d+):(\d+)$")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return (isinstance(value, (int, float))) and not isinstance(value, bool)
+
+
+class _Collector:
+    """Collects problems for one host; ``add`` never raises."""
+
+    def __init__(self, host):
+        self.host = host
+        self.problems = []
+
+    def add(self, key, value, message):
+        self.problems.append(Problem(self.host, key, value, message))
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_ip(value, version=None):
+    """Return a netaddr.IPAddress for a plain address string, or an error text."""
+    if not isinstance(value, str) or not value.strip():
+        return None, "is not an IP address (expected a string such as 192.0.2.1 or 2001:db8::1)"
+    text = value.strip()
+    if "/" in text:
+        return None, "must be a plain address without a prefix length"
+    try:
+        # INET_PTON: no short forms such as '10.1' or octal/hex tricks.
+        addr = netaddr.IPAddress(text, flags=netaddr.INET_PTON)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return None, "is not a valid IP address"
+    if version is not None and addr.version != version:
+        return None, "is an IPv%d address where an IPv%d address is expected" % (addr.version, version)
+    return addr, None
+
+
+def parse_prefix(value, version=None, host_bits=False):
+    """Return a netaddr.IPNetwork for 'addr/len', or an error text.
+
+    host_bits=False: the prefix must be a network (no bits set after the length).
+    host_bits=True: an interface address such as 198.51.100.2/30.
+    """
+    if not isinstance(value, str) or "/" not in value:
+        return None, "is not a prefix (expected address/length, e.g. 203.0.113.0/24)"
+    addr_text, _, len_text = value.strip().partition("/")
+    addr, err = parse_ip(addr_text)
+    if err:
+        return None, "is not a valid prefix: the address part " + err
+    if not len_text.isdigit():
+        return None, "is not a valid prefix: the length is not a number"
+    maxlen = 32 if addr.version == 4 else 128
+    length = int(len_text)
+    if length > maxlen:
+        return None, "is not a valid prefix: /%d is longer than /%d" % (length, maxlen)
+    net = netaddr.IPNetwork("%s/%d" % (addr, length))
+    if version is not None and net.version != version:
+        return None, "is an IPv%d prefix where an IPv%d prefix is expected" % (net.version, version)
+    if not host_bits and net.ip != net.network:
+        return None, "has host bits set (the network is %s)" % net.cidr
+    return net, None
+
+
+def asn_problem(value):
+    """Error text for an ASN, or None when it is usable on a BGP session."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not _is_int(value):
+        return "is not an AS number (expected an integer 1..4294967295)"
+    if value < ASN_MIN or value > ASN_MAX:
+        return "is out of range (1..4294967295)"
+    for low, high, why in RESERVED_ASNS:
+        if low <= value <= high:
+            return "is a reserved AS number: %s" % why
+    return None
+
+
+def _as_int(value):
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+def community_problem(value):
+    """Error text for a BGP community, or None when it is valid and allowed."""
+    if not isinstance(value, str) or not value.strip():
+        return "is not a community (expected ASN:VALUE, ASN:X:Y or a well-known name)"
+    text = value.strip()
+    lowered = text.lower()
+    if lowered in MANAGED_COMMUNITIES:
+        return "is not allowed: " + MANAGED_COMMUNITIES[lowered]
+    if lowered in WELL_KNOWN_COMMUNITY_NAMES:
+        return None
+    match = STD_COMMUNITY_RE.match(text)
+    if match:
+        high, low = int(match.group(1)), int(match.group(2))
+        if high > 65535 or low > 65535:
+            return "is not a valid standard community (each half must be 0..65535)"
+        if "%d:%d" % (high, low) in MANAGED_COMMUNITIES:
+            return "is not allowed: " + MANAGED_COMMUNITIES["%d:%d" % (high, low)]
+        if high == 65535 and "%d:%d" % (high, low) not in WELL_KNOWN_COMMUNITY_NAMES.values():
+            return "is an unknown well-known community (65535:x is reserved by IANA)"
+        return None
+    match = LARGE_COMMUNITY_RE.match(text)
+    if match:
+        if any(int(part) > 4294967295 for part in match.groups()):
+            return "is not a valid large community (each part must be 0..4294967295)"
+        return None
+    if re.match(r"^[A-Za-z][A-Za-z-]*$", text):
+        return "is an unknown community name (known: %s)" % ", ".join(sorted(WELL_KNOWN_COMMUNITY_NAMES))
+    return "is not valid community syntax (expected ASN:VALUE, ASN:X:Y or a well-known name)"
+
+
+def dns_name_problem(value):
+    """Error text for a zone name, or None when it is a valid DNS name."""
+    if not isinstance(value, str) or not value.strip():
+        return "is not a DNS name"
+    name = value.strip()
+    if name == ".":
+        return None
+    if name.endswith("."):
+        name = name[:-1]
+    if len(name) > 253:
+        return "is longer than 253 characters"
+    for label in name.split("."):
+        if not label:
+            return "has an empty label"
+        if len(label) > 63:
+            return "has a label longer than 63 characters (%r)" % label
+        if not SCOPE_LABEL_RE.match(label):
+            return "has an invalid label %r (letters, digits, '-' and '_' only; no leading or trailing '-')" % label
+    return None
+
+
+# --------------------------------------------------------------------------- per-host rules
+
+
+def _check_asn(col, key, value):
+    err = asn_problem(value)
+    if err:
+        col.add(key, value, err)
+        return None
+    return _as_int(value)
+
+
+def _check_service(col, hv):
+    """Service addresses, aggregates and their relation; returns the parsed aggregates."""
+    addresses = hv.get("anycast_service_addresses")
+    parsed_addrs = []
+    if not isinstance(addresses, list) or not addresses:
+        col.add("anycast_service_addresses", addresses, "must be a non-empty list of IP addresses")
+    else:
+        for idx, value in enumerate(addresses):
+            addr, err = parse_ip(value)
+            key = "anycast_service_addresses[%d]" % idx
+            if err:
+                col.add(key, value, err)
+            elif addr.is_multicast() or addr.is_loopback() or addr == netaddr.IPAddress(0, addr.version):
+                col.add(key, value, "is not a unicast address usable for a service")
+            else:
+                parsed_addrs.append((key, value, addr))
+
+    aggregates = hv.get("anycast_aggregates")
+    parsed_aggs = []
+    if not isinstance(aggregates, list) or not aggregates:
+        col.add("anycast_aggregates", aggregates, "must be a non-empty list of {prefix: ...}")
+    else:
+        for idx, item in enumerate(aggregates):
+            key = "anycast_aggregates[%d]" % idx
+            if not isinstance(item, dict):
+                col.add(key, item, "must be a mapping with a 'prefix' key")
+                continue
+            value = item.get("prefix")
+            net, err = parse_prefix(value)
+            if err:
+                col.add(key + ".prefix", value, err)
+                continue
+            allow = item.get("allow_more_specific", False)
+            if not isinstance(allow, bool):
+                col.add(key + ".allow_more_specific", allow, "must be true or false")
+                allow = False
+            parsed_aggs.append((key + ".prefix", value, net, allow))
+
+    # Duplicates and overlaps between aggregates.
+    for i, (key_a, val_a, net_a, _) in enumerate(parsed_aggs):
+        for key_b, val_b, net_b, _ in parsed_aggs[i + 1:]:
+            if net_a.version != net_b.version:
+                continue
+            if net_a == net_b:
+                col.add(key_b, val_b, "duplicates %s (%s)" % (key_a, val_a))
+            elif net_a in net_b or net_b in net_a:
+                col.add(key_b, val_b, "overlaps %s (%s)" % (key_a, val_a))
+
+    # Every service address inside an aggregate, and never equal to one.
+    for key, value, addr in parsed_addrs:
+        covering = [net for _, _, net, _ in parsed_aggs if net.version == addr.version and addr in net]
+        if not covering:
+            col.add(key, value, "is outside every announced aggregate (anycast_aggregates)")
+        elif any(net.prefixlen == (32 if addr.version == 4 else 128) for net in covering):
+            col.add(key, value, "is itself announced as a host route: the connected route on lo would win "
+                    "over the kernel route and nothing would be announced; announce the covering /24 or /48")
+    # Each aggregate must carry at least one service address (an empty aggregate attracts traffic for nothing).
+    for key, value, net, _ in parsed_aggs:
+        if parsed_addrs and not any(addr.version == net.version and addr in net for _, _, addr in parsed_addrs):
+            col.add(key, value, "covers no service address (anycast_service_addresses)")
+    return parsed_aggs
+
+
+def _check_zones(col, hv):
+    zones = hv.get("anycast_zones")
+    if not isinstance(zones, list) or not zones:
+        col.add("anycast_zones", zones, "must be a non-empty list of {name: ...}")
+        return
+    seen = {}
+    for idx, item in enumerate(zones):
+        key = "anycast_zones[%d]" % idx
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(item, dict):
+            col.add(key, item, "must be a mapping with a 'name' key")
+            continue
+        err = dns_name_problem(name)
+        if err:
+            col.add(key + ".name", name, "is not a valid zone name: " + err)
+            continue
+        canon = name.strip().lower().rstrip(".") + "."
+        if canon in seen:
+            col.add(key + ".name", name, "duplicates %s" % seen[canon])
+        seen[canon] = key
+
+
+def _check_primary(col, hv):
+    primary = hv.get("anycast_hidden_primary")
+    if not isinstance(primary, dict):
+        col.add("anycast_hidden_primary", primary, "must be a mapping with name, ipv4 and/or ipv6")
+        return
+    name = primary.get("name")
+    if not isinstance(name, str) or not NODE_NAME_RE.match(name):
+        col.add("anycast_hidden_primary.name", name, "must be a host name (letters, digits, '-')")
+    if primary.get("ipv4") is None and primary.get("ipv6") is None:
+        col.add("anycast_hidden_primary", primary, "needs an ipv4 or an ipv6 address")
+    for fam, version in (("ipv4", 4), ("ipv6", 6)):
+        if primary.get(fam) is not None:
+            _, err = parse_ip(primary.get(fam), version)
+            if err:
+                col.add("anycast_hidden_primary." + fam, primary.get(fam), err)
+
+
+def _check_health(col, hv):
+    health = hv.get("anycast_health")
+    if not isinstance(health, dict):
+        col.add("anycast_health", health, "must be a mapping with interval, fall, rise and timeout")
+        return
+    interval, timeout = health.get("interval"), health.get("timeout")
+    for name in ("fall", "rise"):
+        value = health.get(name)
+        if not _is_int(value) or value < 1:
+            col.add("anycast_health." + name, value, "must be an integer of at least 1")
+    ok = True
+    for name, value in (("interval", interval), ("timeout", timeout)):
+        if not _is_number(value) or value <= 0:
+            col.add("anycast_health." + name, value, "must be a positive number of seconds")
+            ok = False
+    if ok and timeout >= interval:
+        col.add("anycast_health.timeout", timeout,
+                "must be shorter than the check interval (%s s): a check would still run when the next one starts"
+                % interval)
+
+
+def _check_bfd_profiles(col, hv):
+    profiles = hv.get("anycast_bfd_profiles")
+    if profiles is None:
+        return {}
+    if not isinstance(profiles, dict):
+        col.add("anycast_bfd_profiles", profiles, "must be a mapping of profile name to timers")
+        return {}
+    for name, prof in profiles.items():
+        key = "anycast_bfd_profiles.%s" % name
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
+            col.add(key, name, "is not a valid profile name (letters, digits, '_', '.', '-')")
+        if not isinstance(prof, dict):
+            col.add(key, prof, "must be a mapping with receive_interval, transmit_interval, detect_multiplier")
+            continue
+        for field in ("receive_interval", "transmit_interval"):
+            value = prof.get(field)
+            low, high = BFD_INTERVAL_RANGE
+            if not _is_int(value) or not low <= value <= high:
+                col.add("%s.%s" % (key, field), value, "must be an integer of milliseconds in FRR's range %d..%d"
+                        % (low, high))
+        value = prof.get("detect_multiplier")
+        low, high = BFD_MULTIPLIER_RANGE
+        if not _is_int(value) or not low <= value <= high:
+            col.add(key + ".detect_multiplier", value, "must be an integer in FRR's range %d..%d" % (low, high))
+    return profiles
+
+
+def _check_node(col, hv, host):
+    """Router-id, unicast addresses, interfaces. Returns (interfaces, own addresses)."""
+    node_name = hv.get("anycast_node_name", host)
+    if node_name is None:
+        node_name = host
+    if not isinstance(node_name, str) or not NODE_NAME_RE.match(node_name):
+        col.add("anycast_node_name", node_name, "is not a valid node name (used as Knot identity and NSID)")
+
+    rid = hv.get("anycast_router_id")
+    addr, err = parse_ip(rid, 4)
+    if err:
+        col.add("anycast_router_id", rid, "must be an IPv4 address: it " + err if rid is not None else
+                "is required (an IPv4 address, unique in the fleet)")
+    elif int(addr) == 0 or addr.is_multicast():
+        col.add("anycast_router_id", rid, "is not usable as a BGP router-id")
+
+    for fam, version in (("anycast_unicast_ipv4", 4), ("anycast_unicast_ipv6", 6)):
+        value = hv.get(fam)
+        if value is None:
+            continue
+        _, err = parse_ip(value, version)
+        if err:
+            col.add(fam, value, err)
+    if hv.get("anycast_unicast_ipv4") is None and hv.get("anycast_unicast_ipv6") is None:
+        col.add("anycast_unicast_ipv4", None, "a server needs a unicast address (anycast_unicast_ipv4 or _ipv6)")
+
+    links = []
+    interfaces = hv.get("anycast_interfaces")
+    if interfaces is None:
+        interfaces = []
+    if not isinstance(interfaces, list):
+        col.add("anycast_interfaces", interfaces, "must be a list of {name, ipv4, ipv6}")
+        interfaces = []
+    for idx, item in enumerate(interfaces):
+        key = "anycast_interfaces[%d]" % idx
+        if not isinstance(item, dict):
+            col.add(key, item, "must be a mapping with name, ipv4 and/or ipv6")
+            continue
+        if not isinstance(item.get("name"), str) or not item.get("name"):
+            col.add(key + ".name", item.get("name"), "must be an interface name")
+        for fam, version in (("ipv4", 4), ("ipv6", 6)):
+            value = item.get(fam)
+            if value is None:
+                continue
+            net, err = parse_prefix(value, version, host_bits=True)
+            if err:
+                col.add("%s.%s" % (key, fam), value, err)
+                continue
+            maxlen = 32 if version == 4 else 128
+            if version == 4 and net.prefixlen < 31 and net.ip in (net.network, net.broadcast):
+                col.add("%s.%s" % (key, fam), value, "is the network or broadcast address of its subnet")
+                continue
+            if net.prefixlen == maxlen:
+                col.add("%s.%s" % (key, fam), value, "is a host route, not a link (give the subnet length)")
+                continue
+            links.append(("%s.%s" % (key, fam), value, net))
+    return links
+
+
+def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
+    upstreams = hv.get("anycast_upstreams")
+    if not isinstance(upstreams, list) or not upstreams:
+        col.add("anycast_upstreams", upstreams, "must be a non-empty list: a server with no upstream announces nothing")
+        return
+    require_pw = hv.get("anycast_bgp_require_password", True)
+    if not isinstance(require_pw, bool):
+        col.add("anycast_bgp_require_password", require_pw, "must be true or false")
+        require_pw = True
+    names = {}
+    neighbours = {}
+    own_addrs = {net.ip: key for key, _, net in links}
+    for idx, up in enumerate(upstreams):
+        key = "anycast_upstreams[%d]" % idx
+        if not isinstance(up, dict):
+            col.add(key, up, "must be a mapping describing one BGP neighbour")
+            continue
+        name = up.get("name")
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]{1,63}$", name):
+            col.add(key + ".name", name, "must be a name of letters, digits, '_', '.', '-'")
+        elif name in names:
+            col.add(key + ".name", name, "duplicates %s" % names[name])
+        else:
+            names[name] = key
+            key = "anycast_upstreams[%d](%s)" % (idx, name)
+
+        utype = up.get("type")
+        if utype not in UPSTREAM_TYPES:
+            col.add(key + ".type", utype, "is an unknown upstream type (known: %s)" % ", ".join(UPSTREAM_TYPES))
+
+        asn = up.get("asn")
+        err = asn_problem(asn)
+        if err:
+            col.add(key + ".asn", asn, err)
+        elif our_asn is not None and _as_int(asn) == our_asn:
+            col.add(key + ".asn", asn, "equals our own ASN (anycast_asn): this must be an eBGP session")
+
+        multihop = up.get("multihop", 0)
+        if multihop is None or multihop is False:
+            multihop = 0
+        if not _is_int(multihop) or not MULTIHOP_RANGE[0] <= multihop <= MULTIHOP_RANGE[1]:
+            col.add(key + ".multihop", multihop, "must be a TTL 0..255 (0 = directly connected)")
+            multihop = 0
+
+        if up.get("ipv4") is None and up.get("ipv6") is None:
+            col.add(key, name, "needs a neighbour address (ipv4 and/or ipv6)")
+        for fam, version in (("ipv4", 4), ("ipv6", 6)):
+            value = up.get(fam)
+            if value is None:
+                continue
+            addr, err = parse_ip(value, version)
+            if err:
+                col.add("%s.%s" % (key, fam), value, err)
+                continue
+            if addr in own_addrs:
+                col.add("%s.%s" % (key, fam), value, "is this server's own address (%s)" % own_addrs[addr])
+                continue
+            if addr in neighbours:
+                col.add("%s.%s" % (key, fam), value, "duplicates the neighbour of %s" % neighbours[addr])
+            neighbours[addr] = key
+            if multihop <= 1 and not any(net.version == version and addr in net for _, _, net in links):
+                col.add("%s.%s" % (key, fam), value,
+                        "is on none of this server's links (anycast_interfaces) while multihop is off")
+
+        profile = up.get("bfd_profile")
+        if profile is not None and (not isinstance(profile, str) or profile not in (profiles or {})):
+            col.add(key + ".bfd_profile", profile, "is not defined in anycast_bfd_profiles")
+
+        password = up.get("password")
+        if password in (None, ""):
+            if require_pw:
+                col.add(key + ".password", "<empty>",
+                        "is missing while anycast_bgp_require_password is true (TCP-MD5 from the vault)")
+        elif not isinstance(password, str):
+            col.add(key + ".password", "<not shown>", "must be a string")
+        elif len(password) > MD5_MAX_LEN:
+            col.add(key + ".password", "<%d characters>" % len(password),
+                    "is longer than the kernel's TCP-MD5 key limit (%d)" % MD5_MAX_LEN)
+
+        med = up.get("med")
+        if med is not None and (not _is_int(med) or not 0 <= med <= MED_MAX):
+            col.add(key + ".med", med, "must be an integer 0..4294967295")
+
+        prepend = up.get("prepend", 0)
+        if prepend is not None and (not _is_int(prepend) or not 0 <= prepend <= PREPEND_MAX):
+            col.add(key + ".prepend", prepend, "must be an integer 0..%d (AS-path prepend count)" % PREPEND_MAX)
+
+        max_prefix = up.get("max_prefix")
+        if max_prefix is not None and (not _is_int(max_prefix) or max_prefix < 1):
+            col.add(key + ".max_prefix", max_prefix, "must be a positive integer")
+
+        accept_default = up.get("accept_default", False)
+        if not isinstance(accept_default, bool):
+            col.add(key + ".accept_default", accept_default, "must be true or false")
+
+        scope = up.get("scope", "global")
+        if scope not in SCOPES:
+            col.add(key + ".scope", scope, "is an unknown scope (known: %s)" % ", ".join(SCOPES))
+
+        communities = up.get("communities", [])
+        if communities is None:
+            communities = []
+        if not isinstance(communities, list):
+            col.add(key + ".communities", communities, "must be a list")
+            communities = []
+        for cidx, community in enumerate(communities):
+            err = community_problem(community)
+            if err:
+                col.add("%s.communities[%d]" % (key, cidx), community, err)
+
+        if utype == "transit":
+            for akey, avalue, net, allow in parsed_aggs:
+                if net.prefixlen > TRANSIT_MAX_PREFIXLEN[net.version] and not allow:
+                    col.add(akey, avalue,
+                            "is more specific than /%d and would be filtered on the Internet; it is announced to "
+                            "transit %s (set allow_more_specific: true to allow it)"
+                            % (TRANSIT_MAX_PREFIXLEN[net.version], name))
+
+
+def check_server(host, hv):
+    """All rules that concern one server's own variables. Returns a list of Problem."""
+    col = _Collector(host)
+    our_asn = None
+    if "anycast_asn" not in hv or hv.get("anycast_asn") is None:
+        col.add("anycast_asn", None, "is required (our AS number)")
+    else:
+        our_asn = _check_asn(col, "anycast_asn", hv.get("anycast_asn"))
+    parsed_aggs = _check_service(col, hv)
+    _check_zones(col, hv)
+    _check_primary(col, hv)
+    _check_health(col, hv)
+    profiles = _check_bfd_profiles(col, hv)
+    links = _check_node(col, hv, host)
+    _check_upstreams(col, hv, our_asn=our_asn, links=links, profiles=profiles, parsed_aggs=parsed_aggs)
+    return col.problems
+
+
+# --------------------------------------------------------------------------- fleet rules
+
+
+def _pop_codes(col, pops):
+    codes = []
+    if not isinstance(pops, list) or not pops:
+        col.add("anycast_pops", pops, "must be a non-empty list of {code, city} in rollout order")
+        return codes
+    for idx, pop in enumerate(pops):
+        code = pop.get("code") if isinstance(pop, dict) else None
+        if not isinstance(code, str) or not NODE_NAME_RE.match(code):
+            col.add("anycast_pops[%d].code" % idx, code, "must be a short PoP code such as hkg")
+            continue
+        if code in codes:
+            col.add("anycast_pops[%d].code" % idx, code, "is listed twice")
+            continue
+        codes.append(code)
+    return codes
+
+
+def check_fleet(servers, errors=None):
+    """Run every rule on the fleet.
+
+    servers: {host: {var: value}} for every host of the servers group.
+    errors: problems already found while reading the inventory (e.g. undefined vars).
+    Returns a list of Problem, sorted and without duplicates.
+    """
+    problems = list(errors or [])
+    if not servers:
+        problems.append(Problem("(inventory)", "anycast_servers", None,
+                                "the group of anycast servers is empty or missing"))
+        return problems
+
+    pop_members = {}
+    unique = {"node name": {}, "router-id": {}, "address": {}}
+    pop_lists = {}
+    for host in sorted(servers):
+        hv = servers[host] or {}
+        problems.extend(check_server(host, hv))
+        col = _Collector(host)
+        codes = _pop_codes(col, hv.get("anycast_pops"))
+        pop_lists[host] = codes
+        pop = hv.get("anycast_pop")
+        if pop is None:
+            col.add("anycast_pop", None, "server is in no PoP (put it in a PoP group, which sets anycast_pop)")
+        elif pop not in codes:
+            col.add("anycast_pop", pop, "is not a PoP of anycast_pops (%s)" % ", ".join(codes))
+        else:
+            pop_members.setdefault(pop, []).append(host)
+        problems.extend(col.problems)
+
+        node_name = hv.get("anycast_node_name") or host
+        if isinstance(node_name, str):
+            unique["node name"].setdefault(node_name.lower(), []).append((host, "anycast_node_name", node_name))
+        rid = hv.get("anycast_router_id")
+        addr, err = parse_ip(rid, 4)
+        if not err:
+            unique["router-id"].setdefault(addr, []).append((host, "anycast_router_id", rid))
+        for fam, version in (("anycast_unicast_ipv4", 4), ("anycast_unicast_ipv6", 6)):
+            addr, err = parse_ip(hv.get(fam), version)
+            if not err:
+                unique["address"].setdefault(addr, []).append((host, fam, hv.get(fam)))
+        interfaces = hv.get("anycast_interfaces") if isinstance(hv.get("anycast_interfaces"), list) else []
+        for idx, item in enumerate(interfaces):
+            if not isinstance(item, dict):
+                continue
+            for fam, version in (("ipv4", 4), ("ipv6", 6)):
+                net, err = parse_prefix(item.get(fam), version, host_bits=True)
+                if not err:
+                    unique["address"].setdefault(net.ip, []).append(
+                        (host, "anycast_interfaces[%d].%s" % (idx, fam), item.get(fam)))
+
+    for what, table in unique.items():
+        for entries in table.values():
+            # The same address twice on one host (unicast address also on an interface) is fine.
+            if len({host for host, _, _ in entries}) < 2:
+                continue
+            for host, key, value in entries:
+                others = ", ".join(sorted({"%s (%s)" % (h, k) for h, k, _ in entries if h != host}))
+                problems.append(Problem(host, key, value, "duplicate %s: also used by %s" % (what, others)))
+
+    # PoPs without servers: judged on each distinct anycast_pops list.
+    reported = set()
+    for codes in pop_lists.values():
+        for code in codes:
+            if code not in pop_members and code not in reported:
+                reported.add(code)
+                problems.append(Problem("PoP " + code, "anycast_pops", code,
+                                        "this PoP has no servers (its group is empty or missing)"))
+
+    # A variable that could not be read is reported once, not again by every rule that needs it.
+    unreadable = {(p.host, p.key) for p in (errors or [])}
+    problems = [p for p in problems if p in (errors or []) or (p.host, _top_key(p.key)) not in unreadable]
+    return dedupe(problems)
+
+
+def _top_key(key):
+    return re.split(r"[.\[]", key, maxsplit=1)[0]
+
+
+def dedupe(problems):
+    seen = set()
+    out = []
+    for problem in problems:
+        ident = (problem.host, problem.key, repr(problem.value), problem.message)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(problem)
+    return sorted(out, key=lambda p: (p.key, p.message, repr(p.value), p.host))
+
+
+def format_problems(problems):
+    """One line per distinct (key, value, message), naming every host it concerns."""
+    grouped = {}
+    order = []
+    for problem in problems:
+        ident = (problem.key, repr(problem.value), problem.message)
+        if ident not in grouped:
+            grouped[ident] = []
+            order.append(ident)
+        grouped[ident].append(problem.host)
+    lines = []
+    for ident in order:
+        key, value, message = ident
+        hosts = ", ".join(sorted(set(grouped[ident])))
+        lines.append("%s: %s = %s: %s" % (hosts, key, value, message))
+    return lines
