@@ -1,0 +1,98 @@
+"""anycast-lab: the lab's command line (the contract other issues and tests rely on)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import engine, probe, routers
+from .shell import LabError
+from .topology import load
+
+
+def _cmd_up(args) -> int:
+    engine.up()
+    return 0
+
+
+def _cmd_down(args) -> int:
+    left = engine.down()
+    return 1 if any(left.values()) else 0
+
+
+def _cmd_status(args) -> int:
+    nodes = engine.status()
+    if args.json:
+        print(json.dumps(nodes, indent=1))
+    else:
+        for node in nodes:
+            print(f"{node['name']:10} {node['kind']:7} {node['state']:9} {node['netns']:14} {node['mgmt'] or '-'}")
+    return 0 if all(n["state"] == "running" for n in nodes) else 3
+
+
+def _cmd_exec(args) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    argv = engine.exec_argv(load(), args.node, cmd)
+    os.execvp(argv[0], argv)  # noqa: S606 - exec replaces the CLI with the command, by design
+    return 127  # not reached
+
+
+def _cmd_probe(args) -> int:
+    result = probe.run_probe(load(), client=args.source, target=args.target, rate=args.rate,
+                             duration=args.duration, timeout=args.timeout, qname=args.qname, tcp=args.tcp)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(probe.format_summary(result["summary"]))
+    return 0
+
+
+def _cmd_gen_routers(args) -> int:
+    for path in routers.write_all(load()):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anycast-lab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="build images if needed and boot the whole lab (removes a stale lab first)")
+    sub.add_parser("down", help="remove every namespace, mount, bridge and process of the lab")
+    st = sub.add_parser("status", help="every node: name, kind, netns, mgmt address, state")
+    st.add_argument("--json", action="store_true")
+    ex = sub.add_parser("exec", help="run a command inside a node: exec NODE -- CMD ...")
+    ex.add_argument("node")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER)
+    pr = sub.add_parser("probe", help="fixed-rate DNS queries with NSID from a client, for a bounded time")
+    pr.add_argument("--from", dest="source", required=True, help="client node, e.g. cl-hkg")
+    pr.add_argument("--target", default="203.0.113.53", help="address to query (must belong to the lab)")
+    pr.add_argument("--rate", type=float, default=20.0, help="queries per second (max %d)" % probe.MAX_RATE)
+    pr.add_argument("--duration", type=float, default=5.0, help="seconds (max %d)" % probe.MAX_DURATION)
+    pr.add_argument("--timeout", type=float, default=0.5, help="per-query timeout in seconds")
+    pr.add_argument("--qname", default="example.com.", help="name queried (type SOA)")
+    pr.add_argument("--tcp", action="store_true", help="query over TCP instead of UDP")
+    pr.add_argument("--json", action="store_true", help="per-query records and the summary as JSON")
+    sub.add_parser("gen-routers", help="regenerate lab/routers/*.conf from lab/topology.yml")
+    return parser
+
+
+HANDLERS = {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status, "exec": _cmd_exec, "probe": _cmd_probe,
+            "gen-routers": _cmd_gen_routers}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return HANDLERS[args.command](args)
+    except LabError as exc:
+        print(f"anycast-lab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("anycast-lab: interrupted; run 'anycast-lab down' to clean up", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,469 @@
+"""Bring the lab up and down: namespaces, links, the management bridge, the apt cache, machines.
+
+Every kernel object is named with PREFIX, so `down` finds what a crashed or killed `up` left
+behind without any state file. Nothing of the lab is routed in the host namespace except the
+management prefix, and `up` refuses to start if the host already uses that prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import aptcache, routers
+from .images import Image, ensure_images
+from .paths import PREFIX, ROUTER_CONFIG_DIR, StatePaths, state_paths
+from .shell import LabError, progress, run
+from .topology import Node, Topology, load
+
+BOOT_TIMEOUT_S = 180
+NSPAWN_MATCH = "--machine=" + PREFIX
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def lab_netns() -> list[str]:
+    proc = run(["ip", "-j", "netns", "list"], check=False)
+    try:
+        entries = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError:
+        entries = []
+    return sorted(e["name"] for e in entries if e.get("name", "").startswith(PREFIX))
+
+
+def lab_links() -> list[str]:
+    proc = run(["ip", "-j", "link", "show"], check=False)
+    entries = json.loads(proc.stdout or "[]")
+    return sorted(e["ifname"] for e in entries if e.get("ifname", "").startswith(PREFIX))
+
+
+def lab_mounts(paths: StatePaths) -> list[str]:
+    root = str(paths.root)
+    mounts = []
+    with open("/proc/mounts", encoding="utf-8") as fh:
+        for line in fh:
+            target = line.split()[1].replace("\\040", " ")
+            if target.startswith(root + "/"):
+                mounts.append(target)
+    return mounts
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def nspawn_pids() -> dict[str, int]:
+    """Running systemd-nspawn processes of the lab, by node name."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        argv = _cmdline(int(entry.name))
+        if argv and argv[0].endswith("systemd-nspawn"):
+            for arg in argv:
+                if arg.startswith(NSPAWN_MATCH):
+                    out[arg[len(NSPAWN_MATCH):]] = int(entry.name)
+    return out
+
+
+def _netns_inodes() -> set[int]:
+    inodes = set()
+    for name in lab_netns():
+        with contextlib.suppress(OSError):
+            inodes.add(os.stat(f"/run/netns/{name}").st_ino)
+    return inodes
+
+
+def processes_in_lab_netns() -> list[int]:
+    """Any process living in one of the lab's network namespaces (machines, probes, responders)."""
+    inodes = _netns_inodes()
+    pids = []
+    if not inodes:
+        return pids
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{entry.name}/ns/net").st_ino in inodes:
+                pids.append(int(entry.name))
+    return pids
+
+
+def leader_pid(nspawn_pid: int) -> int | None:
+    """PID (host view) of the container's init: the descendant that is PID 1 in its namespace."""
+    todo = [nspawn_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            try:
+                status = Path(f"/proc/{child}/status").read_text()
+            except OSError:
+                continue
+            nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+            if len(nspid) >= 2 and nspid[-1] == "1":
+                return child
+            todo.append(child)
+    return None
+
+
+def leftovers(paths: StatePaths | None = None) -> dict[str, list]:
+    """Everything of a lab still present on the host; all lists empty means clean."""
+    paths = paths or state_paths()
+    return {
+        "netns": lab_netns(),
+        "links": lab_links(),
+        "mounts": lab_mounts(paths),
+        "nspawn": sorted(nspawn_pids()),
+        "apt_cache": aptcache.running_pids(paths),
+    }
+
+
+# --------------------------------------------------------------------------- down
+
+
+def down(paths: StatePaths | None = None, *, quiet: bool = False) -> dict[str, list]:
+    """Remove every trace of a lab, whatever state it is in. Returns what was left (should be empty)."""
+    paths = paths or state_paths()
+    say = (lambda _m: None) if quiet else progress
+    started = time.monotonic()
+    pids = nspawn_pids()
+    if pids:
+        say(f"stopping {len(pids)} machines")
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # nspawn powers the container off
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and nspawn_pids():
+            time.sleep(0.2)
+        for pid in nspawn_pids().values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    # Whatever still runs inside a lab namespace (orphaned container processes, probes) dies.
+    for _ in range(3):
+        stray = processes_in_lab_netns()
+        if not stray:
+            break
+        for pid in stray:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+    aptcache.stop(paths)
+    for target in sorted(lab_mounts(paths), key=len, reverse=True):
+        if run(["umount", target], check=False).returncode != 0:
+            run(["umount", "-l", target], check=False)
+    for name in lab_netns():
+        run(["ip", "netns", "del", name], check=False)
+    for link in lab_links():
+        run(["ip", "link", "del", link], check=False)
+    shutil.rmtree(paths.machines, ignore_errors=True)
+    shutil.rmtree(paths.run, ignore_errors=True)
+    for stale in Path("/run/systemd/nspawn/propagate").glob(PREFIX + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    left = leftovers(paths)
+    if any(left.values()):
+        say(f"WARNING: left behind: {left}")
+    else:
+        say(f"lab is down ({time.monotonic() - started:.1f} s)")
+    return left
+
+
+# --------------------------------------------------------------------------- up
+
+
+def _preflight(topo: Topology) -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, overlay mounts, systemd-nspawn)")
+    for tool in ("ip", "systemd-nspawn", "nsenter", "ssh-keygen", "apt-cacher-ng", "mount"):
+        if shutil.which(tool) is None:
+            raise LabError(f"missing {tool}: run 'make setup' as root")
+    # The management prefix is the only lab route in the host namespace: it must be free.
+    addrs = json.loads(run(["ip", "-j", "addr", "show"]).stdout)
+    for link in addrs:
+        if link.get("ifname", "").startswith(PREFIX):
+            continue
+        for info in link.get("addr_info", []):
+            net = ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}").network
+            if net.version == 4 and net.overlaps(topo.mgmt_prefix):
+                raise LabError(f"the host already uses {net} on {link['ifname']}, which overlaps the lab's "
+                               f"management prefix {topo.mgmt_prefix}; change mgmt.prefix in lab/topology.yml")
+
+
+# Each booted machine runs its own systemd, which needs inotify instances of the host's budget.
+HOST_LIMITS = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 524288}
+
+
+def _raise_host_limits() -> None:
+    for key, wanted in HOST_LIMITS.items():
+        path = Path("/proc/sys") / key
+        with contextlib.suppress(OSError, ValueError):
+            if int(path.read_text()) < wanted:
+                path.write_text(str(wanted))
+                progress(f"raised {key.replace('/', '.')} to {wanted} (one systemd per machine)")
+
+
+def _sysctls(node: Node) -> list[tuple[str, str]]:
+    forward = "1" if node.kind == "router" else "0"
+    return [
+        ("net.ipv4.ip_forward", forward),
+        ("net.ipv6.conf.all.forwarding", forward),
+        ("net.ipv6.conf.default.accept_dad", "0"),
+        ("net.ipv6.conf.all.accept_dad", "0"),
+        ("net.ipv6.conf.default.accept_ra", "0"),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.default.rp_filter", "0"),
+    ]
+
+
+def _create_namespaces(topo: Topology) -> None:
+    names = [n.netns for n in topo.nodes.values()] + [lan.netns for lan in topo.lans.values()]
+    for name in names:
+        run(["ip", "netns", "add", name])
+        run(["ip", "-n", name, "link", "set", "lo", "up"])
+    for node in topo.nodes.values():
+        for key, value in _sysctls(node):
+            run(["sysctl", "-q", "-w", f"{key}={value}"], netns=node.netns)
+
+
+def _mgmt_host_if(node: Node) -> str:
+    return f"{PREFIX}m{node.name[:9]}"
+
+
+def _wire(topo: Topology) -> None:
+    batch = []
+    done = set()
+    for node in topo.nodes.values():
+        for iface in node.interfaces:
+            if iface.peer is None or iface.link in done:
+                continue
+            done.add(iface.link)
+            peer = topo.nodes[iface.peer]
+            peer_iface = next(i for i in peer.interfaces if i.link == iface.link)
+            batch.append(f"link add {iface.name} netns {node.netns} type veth peer name {peer_iface.name} "
+                         f"netns {peer.netns}")
+    for lan in topo.lans.values():
+        run(["ip", "-n", lan.netns, "link", "add", "br0", "type", "bridge"])
+        run(["ip", "-n", lan.netns, "link", "set", "br0", "up"])
+        for member in lan.members:
+            iface = next(i for i in topo.nodes[member].interfaces if i.link == f"lan:{lan.name}")
+            batch.append(f"link add {iface.name} netns {topo.nodes[member].netns} type veth peer name "
+                         f"{member[:12]} netns {lan.netns}")
+    # Management: one bridge in the host namespace, one veth per machine.
+    batch.append(f"link add {topo.mgmt_bridge} type bridge")
+    for node in topo.machines():
+        if node.mgmt is not None:
+            batch.append(f"link add mgmt0 netns {node.netns} type veth peer name {_mgmt_host_if(node)}")
+    run(["ip", "-batch", "-"], input_text="\n".join(batch) + "\n")
+    for lan in topo.lans.values():
+        for member in lan.members:
+            run(["ip", "-n", lan.netns, "link", "set", member[:12], "master", "br0", "up"])
+    run(["ip", "addr", "add", f"{topo.mgmt_gateway}/{topo.mgmt_prefix.prefixlen}", "dev", topo.mgmt_bridge])
+    run(["ip", "link", "set", topo.mgmt_bridge, "up"])
+    for node in topo.machines():
+        if node.mgmt is not None:
+            run(["ip", "link", "set", _mgmt_host_if(node), "master", topo.mgmt_bridge, "up"])
+    for node in topo.nodes.values():
+        cmds = []
+        for iface in node.interfaces:
+            cmds += [f"addr add {iface.ipv4} dev {iface.name}", f"addr add {iface.ipv6} dev {iface.name} nodad",
+                     f"link set {iface.name} up"]
+        if node.loopback4 is not None:
+            cmds += [f"addr add {node.loopback4}/32 dev lo", f"addr add {node.loopback6}/128 dev lo"]
+        if node.mgmt is not None:
+            cmds += [f"addr add {node.mgmt}/{topo.mgmt_prefix.prefixlen} dev mgmt0", "link set mgmt0 up"]
+        if node.kind == "client":
+            gw = topo.nodes[node.interfaces[0].peer]
+            gw_iface = next(i for i in gw.interfaces if i.link == node.interfaces[0].link)
+            cmds += [f"route add default via {gw_iface.ipv4.ip}", f"route add default via {gw_iface.ipv6.ip}"]
+        if cmds:
+            run(["ip", "-n", node.netns, "-batch", "-"], input_text="\n".join(cmds) + "\n")
+
+
+def _machine_files(topo: Topology, node: Node, upper: Path, pubkey: str) -> None:
+    ssh = upper / "root/.ssh"
+    ssh.mkdir(parents=True, exist_ok=True)
+    ssh.chmod(0o700)
+    (ssh / "authorized_keys").write_text(pubkey)
+    (ssh / "authorized_keys").chmod(0o600)
+    etc = upper / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    hosts = ["127.0.0.1 localhost", f"127.0.1.1 {node.name}", "::1 localhost ip6-localhost ip6-loopback"]
+    hosts += [f"{n.mgmt} {n.name}" for n in topo.machines() if n.mgmt is not None and n.name != node.name]
+    (etc / "hosts").write_text("\n".join(hosts) + "\n")
+    (etc / "resolv.conf").unlink(missing_ok=True)
+    (etc / "resolv.conf").write_text("# anycast-lab: no resolver; apt goes through the cache by IP\n")
+    if node.kind == "router":
+        frr = etc / "frr"
+        frr.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROUTER_CONFIG_DIR / f"{node.name}.conf", frr / "frr.conf")
+        shutil.copy(ROUTER_CONFIG_DIR / "daemons", frr / "daemons")
+        for path in (frr / "frr.conf", frr / "daemons"):
+            path.chmod(0o640)
+    else:
+        apt = etc / "apt/apt.conf.d"
+        apt.mkdir(parents=True, exist_ok=True)
+        (apt / "01anycast-lab-proxy").write_text(
+            f'Acquire::http::Proxy "http://{topo.mgmt_gateway}:{topo.apt_cache_port}";\n')
+
+
+def _start_machine(topo: Topology, node: Node, image: Image, paths: StatePaths, pubkey: str) -> int:
+    base = paths.machines / node.name
+    upper, work, merged = base / "upper", base / "work", base / "root"
+    for d in (upper, work, merged):
+        d.mkdir(parents=True, exist_ok=True)
+    _machine_files(topo, node, upper, pubkey)
+    lower = ":".join(str(p) for p in image.layers)
+    run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}",
+         str(merged)])
+    if node.kind == "router":
+        # frr owns its config inside the machine; ids come from the image's passwd.
+        run(["chroot", str(merged), "chown", "-R", "frr:frr", "/etc/frr"])
+    log = open(base / "console.log", "w")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(
+        ["systemd-nspawn", "--quiet", "--boot", "--keep-unit", "--register=no", "--console=passive",
+         f"--machine={PREFIX}{node.name}", f"--hostname={node.name}", "-D", str(merged),
+         f"--network-namespace-path=/run/netns/{node.netns}", "--capability=CAP_NET_ADMIN",
+         "--resolv-conf=off", "--timezone=off", "--link-journal=no"],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    return proc.pid
+
+
+def machine_state(node: Node, pids: dict[str, int]) -> str:
+    pid = pids.get(node.name)
+    if pid is None:
+        return "stopped"
+    leader = leader_pid(pid)
+    if leader is None:
+        return "starting"
+    proc = run(["nsenter", "-t", str(leader), "-m", "-u", "-i", "-n", "-p", "systemctl", "is-system-running"],
+               check=False, timeout=20)
+    state = proc.stdout.strip()
+    if state in ("running", "degraded"):
+        return "running"
+    return state or "starting"
+
+
+def _wait_booted(topo: Topology, timeout: float = BOOT_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    pending = {n.name for n in topo.machines()}
+    last = None
+    while pending and time.monotonic() < deadline:
+        pids = nspawn_pids()
+        dead = [name for name in pending if name not in pids]
+        if dead:
+            raise LabError(f"machine(s) exited during boot: {', '.join(sorted(dead))} (see "
+                           f"{state_paths().machines}/<name>/console.log)")
+        names = sorted(pending)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            states = dict(zip(names, pool.map(machine_state, [topo.nodes[n] for n in names], [pids] * len(names)),
+                              strict=True))
+        pending = {name for name, state in states.items() if state != "running"}
+        done = len(topo.machines()) - len(pending)
+        if done != last:
+            progress(f"booted {done}/{len(topo.machines())} machines")
+            last = done
+        if pending:
+            time.sleep(1)
+    if pending:
+        raise LabError(f"machines not booted after {timeout:.0f} s: {', '.join(sorted(pending))}")
+
+
+def _write_state(topo: Topology, paths: StatePaths, images: dict[str, Image]) -> None:
+    state = {"topology": topo.name, "started": time.time(), "images": {k: str(v.path) for k, v in images.items()},
+             "ssh_key": str(paths.ssh_key)}
+    paths.state_file.write_text(json.dumps(state, indent=1))
+
+
+def up(topo: Topology | None = None, paths: StatePaths | None = None) -> float:
+    """Bring the whole lab up (a stale lab is removed first). Returns the seconds it took."""
+    topo = topo or load()
+    paths = paths or state_paths()
+    started = time.monotonic()
+    _preflight(topo)
+    if paths.state_file.exists() and all(n["state"] == "running" for n in status(topo)):
+        progress("the lab is already up and every node is running; nothing to do")
+        return time.monotonic() - started
+    if any(leftovers(paths).values()):
+        progress("removing a stale lab first")
+        down(paths)
+    images = ensure_images(paths)
+    _raise_host_limits()
+    paths.run.mkdir(parents=True, exist_ok=True)
+    paths.machines.mkdir(parents=True, exist_ok=True)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "anycast-lab", "-f", str(paths.ssh_key)])
+    pubkey = paths.ssh_key.with_suffix(".pub").read_text()
+    progress(f"creating {len(topo.nodes) + len(topo.lans)} network namespaces and their links")
+    _create_namespaces(topo)
+    _wire(topo)
+    aptcache.start(paths, topo)
+    progress(f"starting {len(topo.machines())} machines")
+    for node in topo.machines():
+        image = images["router" if node.kind == "router" else "server"]
+        _start_machine(topo, node, image, paths, pubkey)
+    _wait_booted(topo)
+    _write_state(topo, paths, images)
+    elapsed = time.monotonic() - started
+    progress(f"lab is up in {elapsed:.0f} s: {len(topo.machines())} machines, "
+             f"{len(topo.of_kind('client'))} clients")
+    return elapsed
+
+
+# --------------------------------------------------------------------------- status and exec
+
+
+def status(topo: Topology | None = None) -> list[dict]:
+    topo = topo or load()
+    pids = nspawn_pids()
+    namespaces = set(lab_netns())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        states = dict(zip(topo.nodes, pool.map(
+            lambda n: machine_state(topo.nodes[n], pids) if topo.nodes[n].is_machine else None, topo.nodes),
+            strict=True))
+    out = []
+    for node in topo.nodes.values():
+        state = states[node.name] if node.is_machine else ("running" if node.netns in namespaces else "stopped")
+        if node.netns not in namespaces:
+            state = "stopped"
+        out.append({"name": node.name, "kind": node.kind, "role": node.role, "city": node.city,
+                    "netns": node.netns, "mgmt": str(node.mgmt) if node.mgmt else None, "state": state})
+    return out
+
+
+def exec_argv(topo: Topology, name: str, cmd: list[str]) -> list[str]:
+    """The host command that runs CMD inside a node (machine: all its namespaces; client: its netns)."""
+    if name not in topo.nodes:
+        raise LabError(f"no node {name!r} in the topology (known: {', '.join(sorted(topo.nodes))})")
+    node = topo.nodes[name]
+    if not cmd:
+        raise LabError("nothing to run: anycast-lab exec NODE -- CMD ...")
+    if node.kind == "client":
+        if node.netns not in lab_netns():
+            raise LabError(f"{name} is not running (is the lab up?)")
+        return ["ip", "netns", "exec", node.netns, *cmd]
+    pid = nspawn_pids().get(name)
+    leader = leader_pid(pid) if pid else None
+    if leader is None:
+        raise LabError(f"{name} is not running (is the lab up?)")
+    return ["nsenter", "-t", str(leader), "-m", "-u", "-i", "-n", "-p", "--", "/usr/bin/env",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", *cmd]
+
+
+def routers_config_current(topo: Topology) -> bool:
+    return all((ROUTER_CONFIG_DIR / f"{n.name}.conf").read_text() == routers.render(topo, n)
+               for n in topo.of_kind("router"))

@@ -1,0 +1,161 @@
+"""The machine images: a Debian 12 base made with debootstrap, and a router layer with FRR.
+
+Each image lives in a directory named after the hash of its recipe, so an image is rebuilt
+exactly when its recipe changes. The router image is an overlay layer over the base.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import StatePaths
+from .shell import LabError, progress, run
+
+SUITE = "bookworm"
+BASE_INCLUDE = ["systemd-sysv", "dbus", "apt-utils", "ca-certificates"]
+# What a freshly installed Debian server has, for Ansible to manage over SSH.
+BASE_PACKAGES = [
+    "network-manager", "libpam-systemd", "openssh-server", "python3", "python3-apt", "iproute2",
+    "iputils-ping", "procps", "sudo", "less", "curl", "dnsutils", "traceroute", "tcpdump",
+]
+ROUTER_PACKAGES = ["frr", "frr-pythontools"]
+RECIPE_VERSION = 3  # bump when the build steps below change
+
+NM_CONF = """\
+# anycast-lab: the lab wires eth*/mgmt0 from outside; NetworkManager keeps lo only (nmcli on lo).
+[main]
+no-auto-default=*
+
+[keyfile]
+unmanaged-devices=interface-name:eth*;interface-name:mgmt0
+"""
+
+MASKED_UNITS = [
+    "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer", "man-db.timer",
+    "console-getty.service", "getty@tty1.service", "systemd-timesyncd.service",
+]
+
+
+def host_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror URL the host itself uses (apt sources, one-line or deb822)."""
+    candidates = []
+    for path in [sources_dir / "sources.list", *sorted((sources_dir / "sources.list.d").glob("*"))]:
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        candidates += re.findall(r"^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+\S+", text, flags=re.M)
+        candidates += re.findall(r"^URIs:\s*(\S+)", text, flags=re.M)
+    for url in candidates:
+        if url.startswith("http") and "security" not in url:
+            return url.rstrip("/")
+    return "http://deb.debian.org/debian"
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    path: Path  # a root tree (base) or an overlay upper layer (router)
+    layers: tuple[Path, ...]  # lowerdir order for overlayfs: top first
+
+
+def _recipe_hash(recipe: dict) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def base_recipe(mirror: str) -> dict:
+    return {"suite": SUITE, "include": BASE_INCLUDE, "packages": BASE_PACKAGES, "mirror": mirror,
+            "nm": NM_CONF, "masked": MASKED_UNITS, "version": RECIPE_VERSION}
+
+
+def router_recipe(base_hash: str) -> dict:
+    return {"base": base_hash, "packages": ROUTER_PACKAGES, "version": RECIPE_VERSION}
+
+
+def _nspawn_run(root: Path, *cmd: str, timeout: float = 1200) -> None:
+    run(["systemd-nspawn", "--quiet", "--keep-unit", "--register=no", "--resolv-conf=copy-host", "--timezone=off",
+         "-D", str(root), "--setenv=DEBIAN_FRONTEND=noninteractive", *cmd], timeout=timeout)
+
+
+def _prune_old(images_dir: Path, prefix: str, keep: str) -> None:
+    for old in images_dir.glob(prefix + "-*"):
+        if old.name != keep and not old.name.endswith(".building"):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def ensure_base(paths: StatePaths) -> Image:
+    mirror = host_mirror()
+    digest = _recipe_hash(base_recipe(mirror))
+    final = paths.images / f"base-{digest}"
+    if (final / ".complete").exists():
+        return Image("base", final, (final,))
+    paths.images.mkdir(parents=True, exist_ok=True)
+    tmp = paths.images / f"base-{digest}.building"
+    shutil.rmtree(tmp, ignore_errors=True)
+    started = time.monotonic()
+    progress(f"building the Debian {SUITE} base image from {mirror} (debootstrap, a few minutes, once)")
+    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_INCLUDE), SUITE, str(tmp), mirror],
+        timeout=1800)
+    (tmp / "etc/apt/sources.list").write_text(f"deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\n")
+    progress("base image: installing " + " ".join(BASE_PACKAGES))
+    _nspawn_run(tmp, "apt-get", "install", "-y", "-q", "--no-install-recommends", *BASE_PACKAGES)
+    _nspawn_run(tmp, "apt-get", "clean")
+    (tmp / "etc/NetworkManager/conf.d").mkdir(parents=True, exist_ok=True)
+    (tmp / "etc/NetworkManager/conf.d/90-anycast-lab.conf").write_text(NM_CONF)
+    for unit in MASKED_UNITS:
+        link = tmp / "etc/systemd/system" / unit
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
+    for path in ("etc/hostname", "etc/machine-id", "var/lib/dbus/machine-id"):
+        (tmp / path).unlink(missing_ok=True)
+    (tmp / "etc/machine-id").write_text("")  # a fresh id per boot, per machine
+    (tmp / ".complete").write_text(json.dumps(base_recipe(mirror), indent=1))
+    tmp.rename(final)
+    _prune_old(paths.images, "base", final.name)
+    progress(f"base image ready in {time.monotonic() - started:.0f} s")
+    return Image("base", final, (final,))
+
+
+def ensure_router(paths: StatePaths, base: Image) -> Image:
+    digest = _recipe_hash(router_recipe(base.path.name))
+    final = paths.images / f"router-{digest}"
+    if (final / ".complete").exists():
+        return Image("router", final, (final / "upper", base.path))
+    tmp = paths.images / f"router-{digest}.building"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for sub in ("upper", "work", "merged"):
+        (tmp / sub).mkdir(parents=True)
+    started = time.monotonic()
+    progress("building the router image layer (FRR)")
+    merged = tmp / "merged"
+    run(["mount", "-t", "overlay", "overlay", "-o",
+         f"lowerdir={base.path},upperdir={tmp / 'upper'},workdir={tmp / 'work'}", str(merged)])
+    try:
+        _nspawn_run(merged, "apt-get", "install", "-y", "-q", "--no-install-recommends", *ROUTER_PACKAGES)
+        _nspawn_run(merged, "apt-get", "clean")
+        # Routers are wired by the lab; NetworkManager must not touch them.
+        nm = merged / "etc/systemd/system/NetworkManager.service"
+        nm.unlink(missing_ok=True)
+        nm.symlink_to("/dev/null")
+    finally:
+        run(["umount", str(merged)], check=False)
+    shutil.rmtree(tmp / "work", ignore_errors=True)
+    shutil.rmtree(tmp / "merged", ignore_errors=True)
+    (tmp / ".complete").write_text(json.dumps(router_recipe(base.path.name)))
+    tmp.rename(final)
+    _prune_old(paths.images, "router", final.name)
+    progress(f"router image ready in {time.monotonic() - started:.0f} s")
+    return Image("router", final, (final / "upper", base.path))
+
+
+def ensure_images(paths: StatePaths) -> dict[str, Image]:
+    missing = [tool for tool in ("debootstrap", "systemd-nspawn") if shutil.which(tool) is None]
+    if missing:
+        raise LabError(f"missing {', '.join(missing)}: run 'make setup' as root")
+    base = ensure_base(paths)
+    return {"server": base, "router": ensure_router(paths, base)}

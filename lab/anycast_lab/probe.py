@@ -1,0 +1,113 @@
+"""Client probes: fixed-rate DNS queries with NSID from a client namespace, for a bounded time.
+
+The host side (run_probe) starts the worker inside the client's network namespace, then walks
+the forwarding tables hop by hop from the client to the target to name the path really taken
+and its modelled RTT (the sum of the modelled latencies of the links it crosses, both ways).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+
+from .paths import LAB_DIR
+from .shell import LabError, run
+from .topology import Topology, latency_ms
+
+MAX_RATE = 200
+MAX_DURATION = 600
+MAX_HOPS = 32
+
+
+def summarize(records: list[dict], duration_s: float) -> dict:
+    """sent, answered, lost, longest gap (ms without an answer), answers per node."""
+    sent = len(records)
+    answered = [r for r in records if r.get("nsid") is not None or r.get("rcode") is not None]
+    per_node: dict[str, int] = {}
+    for rec in answered:
+        key = rec.get("nsid") or "(no nsid)"
+        per_node[key] = per_node.get(key, 0) + 1
+    # The longest stretch of time in which no query got an answer, edges of the run included.
+    edges = [0.0] + [r["t_ms"] for r in answered] + [duration_s * 1000.0]
+    gap = max((b - a for a, b in zip(edges, edges[1:], strict=False)), default=0.0) if answered else duration_s * 1000
+    rtts = sorted(r["rtt_ms"] for r in answered if r.get("rtt_ms") is not None)
+    return {
+        "sent": sent,
+        "answered": len(answered),
+        "lost": sent - len(answered),
+        "longest_gap_ms": round(gap, 1),
+        "answers_per_node": per_node,
+        "rtt_ms_median": rtts[len(rtts) // 2] if rtts else None,
+    }
+
+
+def walk_path(topo: Topology, client: str, target: str) -> dict:
+    """Follow the FIBs from client to target. Returns the nodes crossed and the modelled RTT."""
+    node = topo.nodes[client]
+    path = [node.name]
+    one_way = 0.0
+    for _ in range(MAX_HOPS):
+        proc = run(["ip", "-j", "route", "get", target], netns=node.netns, check=False)
+        if proc.returncode != 0:
+            return {"path": path, "reached": None, "modelled_rtt_ms": None, "error": proc.stderr.strip()}
+        route = json.loads(proc.stdout)[0]
+        if route.get("type") == "local" or route.get("dev") == "lo":
+            return {"path": path, "reached": node.name, "modelled_rtt_ms": round(2 * one_way, 2)}
+        iface = next((i for i in node.interfaces if i.name == route.get("dev")), None)
+        hop_addr = route.get("gateway") or target
+        owner = topo.owner_of(hop_addr)
+        if iface is None or owner is None:
+            return {"path": path, "reached": None, "modelled_rtt_ms": None,
+                    "error": f"no lab link for {route} on {node.name}"}
+        nxt = owner[0]
+        one_way += iface.latency_ms if iface.peer else latency_ms(topo.cities, node.city, nxt.city)
+        node = nxt
+        path.append(node.name)
+        if not route.get("gateway"):
+            return {"path": path, "reached": node.name, "modelled_rtt_ms": round(2 * one_way, 2)}
+    return {"path": path, "reached": None, "modelled_rtt_ms": None, "error": "routing loop or too many hops"}
+
+
+def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, duration: float = 5.0,
+              timeout: float = 0.5, qname: str = "example.com.", tcp: bool = False) -> dict:
+    if client not in topo.nodes or topo.nodes[client].kind != "client":
+        known = ", ".join(n.name for n in topo.of_kind("client"))
+        raise LabError(f"{client!r} is not a client of the lab ({known})")
+    try:
+        ipaddress.ip_address(target)
+    except ValueError as exc:
+        raise LabError(f"target {target!r} is not an IP address") from exc
+    if not topo.contains(target):
+        raise LabError(f"target {target} is not an address of the lab; probes only query the lab")
+    if not 0 < rate <= MAX_RATE:
+        raise LabError(f"rate must be in (0, {MAX_RATE}] queries per second")
+    if not 0 < duration <= MAX_DURATION:
+        raise LabError(f"duration must be in (0, {MAX_DURATION}] seconds")
+    if not 0 < timeout <= 5:
+        raise LabError("timeout must be in (0, 5] seconds")
+    argv = ["env", f"PYTHONPATH={LAB_DIR}", sys.executable, "-m", "anycast_lab.probe_worker", "--target", target,
+            "--rate", str(rate), "--duration", str(duration), "--timeout", str(timeout), "--qname", qname]
+    if tcp:
+        argv.append("--tcp")
+    path_before = walk_path(topo, client, target)
+    try:
+        proc = run(argv, netns=topo.nodes[client].netns, timeout=duration + timeout + 30, check=True)
+    except subprocess.TimeoutExpired as exc:  # pragma: no cover - run() converts it
+        raise LabError("probe worker timed out") from exc
+    records = json.loads(proc.stdout)
+    path_after = walk_path(topo, client, target)
+    summary = summarize(records, duration)
+    summary.update({"client": client, "target": target, "rate": rate, "duration_s": duration,
+                    "proto": "tcp" if tcp else "udp", "path": path_after["path"],
+                    "reached": path_after["reached"], "modelled_rtt_ms": path_after["modelled_rtt_ms"],
+                    "path_at_start": path_before["path"], "latency_model": "modelled (no netem)"})
+    return {"summary": summary, "records": records}
+
+
+def format_summary(s: dict) -> str:
+    nodes = ", ".join(f"{k}={v}" for k, v in sorted(s["answers_per_node"].items())) or "none"
+    return (f"{s['client']} -> {s['target']} ({s['proto']}, {s['rate']:g}/s for {s['duration_s']:g} s): "
+            f"sent {s['sent']}, answered {s['answered']}, lost {s['lost']}, longest gap {s['longest_gap_ms']} ms; "
+            f"answers: {nodes}; path {' > '.join(s['path'])}; modelled RTT {s['modelled_rtt_ms']} ms")

@@ -1,0 +1,84 @@
+"""Runs inside a client namespace: fixed-rate SOA queries with the NSID option; JSON records out.
+
+Bounded: at most rate x duration queries, each with its own timeout; never outlives its duration
+by more than one timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+
+import dns.edns
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+
+
+def one_query(target: str, qname: str, timeout: float, tcp: bool) -> dict:
+    query = dns.message.make_query(qname, dns.rdatatype.SOA, use_edns=0,
+                                   options=[dns.edns.GenericOption(dns.edns.NSID, b"")])
+    query.flags &= ~0x0100  # RD off: an authoritative server is asked
+    start = time.monotonic()
+    try:
+        if tcp:
+            resp = dns.query.tcp(query, target, timeout=timeout)
+        else:
+            resp = dns.query.udp(query, target, timeout=timeout)
+    except (dns.exception.Timeout, OSError, EOFError, dns.exception.DNSException) as exc:
+        return {"rtt_ms": None, "nsid": None, "rcode": None, "error": type(exc).__name__}
+    rtt = (time.monotonic() - start) * 1000
+    nsid = None
+    for opt in resp.options:
+        if opt.otype == dns.edns.NSID:
+            data = opt.data if hasattr(opt, "data") else opt.nsid
+            nsid = bytes(data).decode(errors="replace")
+    return {"rtt_ms": round(rtt, 3), "nsid": nsid, "rcode": dns.rcode.to_text(resp.rcode()),
+            "aa": bool(resp.flags & dns.flags.AA)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--rate", type=float, required=True)
+    ap.add_argument("--duration", type=float, required=True)
+    ap.add_argument("--timeout", type=float, default=0.5)
+    ap.add_argument("--qname", default="example.com.")
+    ap.add_argument("--tcp", action="store_true")
+    args = ap.parse_args()
+    socket.setdefaulttimeout(args.timeout)
+    count = max(1, int(args.rate * args.duration))
+    interval = 1.0 / args.rate
+    records: list[dict] = [{} for _ in range(count)]
+    threads = []
+    t0 = time.monotonic()
+
+    def fire(i: int, t_ms: float) -> None:
+        rec = one_query(args.target, args.qname, args.timeout, args.tcp)
+        rec.update({"seq": i, "t_ms": round(t_ms, 1)})
+        records[i] = rec
+
+    for i in range(count):
+        due = t0 + i * interval
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        th = threading.Thread(target=fire, args=(i, (time.monotonic() - t0) * 1000), daemon=True)
+        th.start()
+        threads.append(th)
+    for th in threads:
+        th.join(args.timeout + 2)
+    json.dump(records, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    import dns.flags  # noqa: F401  (used via dns.flags.AA)
+    import dns.rcode  # noqa: F401
+
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""FRR configurations of the lab's Internet routers, generated from the topology.
+
+`anycast-lab gen-routers` writes them to lab/routers/<name>.conf; they are committed as plain
+files (the Internet is not ours to manage) and a unit test keeps them in sync with the topology.
+
+Policy, as on the real Internet:
+- the backbone (one AS, full iBGP mesh) prefers its own customers' routes (local-pref 1000) and,
+  among routes learned over iBGP, the backbone router nearest by modelled latency
+  (local-pref 1000 - one-way ms): hot-potato routing without an IGP;
+- transits and the HKIX route server accept only our aggregates from our servers, with TCP-MD5,
+  a max-prefix limit and BFD; they send our servers a default route;
+- eyeball ISPs announce their client LAN; the HK ISP peers at HKIX through the route server.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .paths import ROUTER_CONFIG_DIR
+from .topology import Node, Topology
+
+BFD_PROFILE = {"name": "pop", "receive_interval": 300, "transmit_interval": 300, "detect_multiplier": 3}
+SERVER_MAX_PREFIX = 10
+UPSTREAM_NAME = {"transit": "transit", "route-server": "hkix"}
+
+DAEMONS = """\
+# FRR daemons of a lab router (lab/routers/daemons).
+bgpd=yes
+ospfd=no
+ospf6d=no
+ripd=no
+ripngd=no
+isisd=no
+pimd=no
+ldpd=no
+nhrpd=no
+eigrpd=no
+babeld=no
+sharpd=no
+pbrd=no
+bfdd=yes
+fabricd=no
+vrrpd=no
+pathd=no
+vtysh_enable=yes
+zebra_options="  -A 127.0.0.1 -s 90000000"
+bgpd_options="   -A 127.0.0.1"
+staticd_options="-A 127.0.0.1"
+bfdd_options="   -A 127.0.0.1"
+"""
+
+
+def md5_password(server: str, upstream: str) -> str:
+    """The lab's TCP-MD5 password for one session (the lab vault holds the same strings)."""
+    return f"lab-{server}-{upstream}"
+
+
+def _sessions(topo: Topology, node: Node):
+    """(peer node, our interface, peer interface) for each BGP neighbour of a router."""
+    out = []
+    for iface in node.interfaces:
+        if iface.peer is not None:
+            peer = topo.nodes[iface.peer]
+            if peer.kind == "client":
+                continue
+            peer_iface = next(i for i in peer.interfaces if i.link == iface.link)
+            out.append((peer, iface, peer_iface))
+        else:
+            lan = topo.lans[iface.link.split(":", 1)[1]]
+            for member in lan.members:
+                if member == node.name:
+                    continue
+                peer = topo.nodes[member]
+                # On the IXP LAN everybody peers with the route server only.
+                if node.role != "route-server" and peer.role != "route-server":
+                    continue
+                peer_iface = next(i for i in peer.interfaces if i.link == iface.link)
+                out.append((peer, iface, peer_iface))
+    return out
+
+
+def render(topo: Topology, node: Node) -> str:
+    agg4 = [str(p) for p in topo.aggregates if p.version == 4]
+    agg6 = [str(p) for p in topo.aggregates if p.version == 6]
+    lines = [
+        f"! {node.name}: {node.role} router, AS {node.asn}, {topo.cities[node.city]['name']}.",
+        "! Generated from lab/topology.yml by `anycast-lab gen-routers`; edit the generator, not this file.",
+        "frr defaults traditional",
+        f"hostname {node.name}",
+        "log syslog informational",
+        "service integrated-vtysh-config",
+        "!",
+    ]
+    sessions = _sessions(topo, node)
+    servers = [s for s in sessions if s[0].kind == "server"]
+    if servers:
+        lines += [
+            "bfd",
+            f" profile {BFD_PROFILE['name']}",
+            f"  receive-interval {BFD_PROFILE['receive_interval']}",
+            f"  transmit-interval {BFD_PROFILE['transmit_interval']}",
+            f"  detect-multiplier {BFD_PROFILE['detect_multiplier']}",
+            " exit",
+            "exit",
+            "!",
+        ]
+    lines += [
+        f"router bgp {node.asn}",
+        f" bgp router-id {node.loopback4}",
+        " no bgp ebgp-requires-policy",
+        " no bgp default ipv4-unicast",
+        " no bgp network import-check",
+        " bgp log-neighbor-changes",
+        " timers bgp 10 30",
+    ]
+    if node.role == "eyeball" and any(p.role == "route-server" for p, _, _ in sessions):
+        lines.append(" no bgp enforce-first-as")
+    af_lines: dict[int, list[str]] = {4: [], 6: []}
+    for peer, _iface, peer_iface in sessions:
+        for family, addr in ((4, peer_iface.ipv4.ip), (6, peer_iface.ipv6.ip)):
+            lines += [
+                f" neighbor {addr} remote-as {topo.asn if peer.kind == 'server' else peer.asn}",
+                f" neighbor {addr} description {peer.name}",
+                f" neighbor {addr} advertisement-interval 0",
+            ]
+            af = af_lines[family]
+            af.append(f"  neighbor {addr} activate")
+            if peer.kind == "server":
+                upstream = UPSTREAM_NAME[node.role]
+                lines += [
+                    f" neighbor {addr} password {md5_password(peer.name, upstream)}",
+                    f" neighbor {addr} bfd profile {BFD_PROFILE['name']}",
+                ]
+                af += [
+                    f"  neighbor {addr} route-map FROM-ANYCAST-V{family} in",
+                    f"  neighbor {addr} maximum-prefix {SERVER_MAX_PREFIX}",
+                ]
+                if node.role == "transit":
+                    af.append(f"  neighbor {addr} default-originate")
+            if node.role == "route-server":
+                af.append(f"  neighbor {addr} route-server-client")
+            if node.role == "backbone":
+                if peer.asn == node.asn:
+                    af += [f"  neighbor {addr} next-hop-self",
+                           f"  neighbor {addr} route-map IBGP-FROM-{peer.name} in"]
+                else:
+                    af.append(f"  neighbor {addr} route-map CUSTOMER-IN in")
+    for family in (4, 6):
+        lines.append(f" address-family ipv{family} unicast")
+        lines.append(f"  network {node.loopback4}/32" if family == 4 else f"  network {node.loopback6}/128")
+        if node.clients:
+            client = topo.nodes[node.clients]
+            net = client.interfaces[0].ipv4.network if family == 4 else client.interfaces[0].ipv6.network
+            lines.append(f"  network {net}")
+        lines += af_lines[family]
+        lines.append(" exit-address-family")
+    lines += ["exit", "!"]
+    if servers:
+        for family, prefixes in ((4, agg4), (6, agg6)):
+            kw = "ip" if family == 4 else "ipv6"
+            for seq, prefix in enumerate(prefixes, start=1):
+                lines.append(f"{kw} prefix-list ANYCAST-V{family} seq {seq * 10} permit {prefix}")
+        lines += ["!"]
+        for family in (4, 6):
+            kw = "ip" if family == 4 else "ipv6"
+            lines += [
+                f"route-map FROM-ANYCAST-V{family} permit 10",
+                f" match {kw} address prefix-list ANYCAST-V{family}",
+                "exit",
+                f"route-map FROM-ANYCAST-V{family} deny 100",
+                "exit",
+                "!",
+            ]
+    if node.role == "backbone":
+        lines += ["route-map CUSTOMER-IN permit 10", " set local-preference 1000", "exit", "!"]
+        for peer, iface, _ in sessions:
+            if peer.asn == node.asn and iface.ipv4 is not None:
+                pref = 1000 - math.ceil(iface.latency_ms)
+                block = [f"route-map IBGP-FROM-{peer.name} permit 10", f" set local-preference {pref}", "exit", "!"]
+                if block[0] not in lines:
+                    lines += block
+    lines += ["line vty", "!"]
+    return "\n".join(lines) + "\n"
+
+
+def write_all(topo: Topology, directory: Path = ROUTER_CONFIG_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for node in topo.of_kind("router"):
+        path = directory / f"{node.name}.conf"
+        path.write_text(render(topo, node))
+        written.append(path)
+    (directory / "daemons").write_text(DAEMONS)
+    return written
