@@ -1,0 +1,127 @@
+"""The lab's model without root: topology, latencies, router configs, probe summaries, lab inventory."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import pytest
+import yaml
+
+from anycast_lab import probe, routers
+from anycast_lab.topology import great_circle_km, latency_ms, load
+from tests.conftest import REPO
+
+TOPO = load()
+
+
+def test_topology_has_the_fleet_the_issue_names():
+    servers = {n.name for n in TOPO.of_kind("server")}
+    assert {"hkg1", "hkg2", "tyo1", "fra1", "gru1", "primary1", "monitor1"} == servers
+    clients = {n.city for n in TOPO.of_kind("client")}
+    assert clients == {"hkg", "tyo", "syd", "lon", "gru", "lax"}
+    backbone = [n for n in TOPO.of_kind("router") if n.role == "backbone"]
+    assert len({n.asn for n in backbone}) == 1 and len(backbone) >= 4
+    assert {n.city for n in TOPO.of_kind("router") if n.role == "transit"} == {"hkg", "tyo", "fra", "gru"}
+    assert TOPO.lans["hkix"].members.keys() >= {"rs-hkix", "hkg1", "hkg2"}
+
+
+def test_every_interface_has_ipv4_and_ipv6_and_addresses_are_unique():
+    seen = set()
+    for node in TOPO.nodes.values():
+        for iface in node.interfaces:
+            assert iface.ipv4 and iface.ipv6
+            for addr in (iface.ipv4.ip, iface.ipv6.ip):
+                assert addr not in seen
+                seen.add(addr)
+
+
+def test_great_circle_latency_model():
+    # Sydney - Hong Kong is about 7,400 km: at 200 km/ms that is 37 ms one way, a 74 ms RTT floor.
+    km = great_circle_km(TOPO.cities["syd"], TOPO.cities["hkg"])
+    assert 7300 < km < 7500
+    assert latency_ms(TOPO.cities, "syd", "hkg") == pytest.approx(km / 200, abs=0.01)
+    assert latency_ms(TOPO.cities, "hkg", "hkg") == 0.1
+
+
+def test_nearest_pop_by_latency_is_what_geography_says():
+    pops = ["hkg", "tyo", "fra", "gru"]
+    nearest = {c: min(pops, key=lambda p, c=c: latency_ms(TOPO.cities, c, p)) for c in TOPO.cities}
+    assert nearest == {"hkg": "hkg", "tyo": "tyo", "fra": "fra", "gru": "gru", "syd": "hkg", "lon": "fra",
+                       "lax": "tyo"}
+
+
+def test_backbone_prefers_the_nearest_backbone_router():
+    conf = routers.render(TOPO, TOPO.nodes["bb-lax"])
+    prefs = {name: int(pref) for name, pref in
+             re.findall(r"route-map IBGP-FROM-(\S+) permit 10\n set local-preference (\d+)", conf)}
+    assert len(prefs) == 5
+    # Only backbone routers with a PoP behind them announce our aggregates over iBGP; among
+    # those, Los Angeles must prefer Tokyo, its nearest PoP.
+    with_pop = {k: v for k, v in prefs.items() if k.removeprefix("bb-") in ("hkg", "tyo", "fra", "gru")}
+    assert max(with_pop, key=with_pop.get) == "bb-tyo"
+    assert all(p < 1000 for p in prefs.values())
+    assert "route-map CUSTOMER-IN permit 10\n set local-preference 1000" in conf
+
+
+def test_committed_router_configs_match_the_topology():
+    for node in TOPO.of_kind("router"):
+        path = REPO / "lab" / "routers" / f"{node.name}.conf"
+        assert path.read_text() == routers.render(TOPO, node), f"{path} is stale: run anycast-lab gen-routers"
+    assert (REPO / "lab" / "routers" / "daemons").read_text() == routers.DAEMONS
+
+
+def test_upstreams_accept_only_our_aggregates_from_our_servers():
+    conf = routers.render(TOPO, TOPO.nodes["tr-fra"])
+    assert "ip prefix-list ANYCAST-V4 seq 10 permit 203.0.113.0/24" in conf
+    assert "ipv6 prefix-list ANYCAST-V6 seq 10 permit 2001:db8:53::/48" in conf
+    assert "route-map FROM-ANYCAST-V4 deny 100" in conf
+    rs = routers.render(TOPO, TOPO.nodes["rs-hkix"])
+    assert "route-server-client" in rs and "FROM-ANYCAST-V6 in" in rs
+
+
+def _lab_inventory():
+    inv = REPO / "inventories" / "lab"
+    hosts = {}
+    for pop in ("hkg", "tyo", "fra", "gru"):
+        data = yaml.safe_load((inv / f"{pop}.yml").read_text())
+        for host, hv in data["anycast_servers"]["children"][pop]["hosts"].items():
+            hosts[host] = {**hv, **yaml.safe_load((inv / "host_vars" / f"{host}.yml").read_text())}
+    return hosts
+
+
+def test_lab_inventory_matches_the_topology():
+    hosts = _lab_inventory()
+    assert set(hosts) == {n.name for n in TOPO.of_kind("server") if n.role is None}
+    for host, hv in hosts.items():
+        node = TOPO.nodes[host]
+        assert hv["ansible_host"] == str(node.mgmt)
+        ifaces = {i["name"]: i for i in hv["anycast_interfaces"]}
+        for iface in node.interfaces:
+            assert ifaces[iface.name]["ipv4"] == str(iface.ipv4)
+            assert ipaddress.ip_interface(ifaces[iface.name]["ipv6"]) == iface.ipv6
+        for up in hv["anycast_upstreams"]:
+            owner, _ = TOPO.owner_of(up["ipv4"])
+            assert owner.asn == up["asn"]
+            assert TOPO.owner_of(up["ipv6"])[0] is owner
+            expected_name = routers.UPSTREAM_NAME[owner.role]
+            assert up["name"] == expected_name
+            assert f"lab-{host}-{expected_name}" in routers.render(TOPO, owner)
+
+
+def test_probe_summary_counts_losses_and_the_longest_gap():
+    records = [{"t_ms": t, "nsid": "hkg1" if t < 500 or t >= 1500 else None, "rcode": "NOERROR" if
+                (t < 500 or t >= 1500) else None, "rtt_ms": 1.0} for t in range(0, 2000, 100)]
+    s = probe.summarize(records, 2.0)
+    assert s["sent"] == 20 and s["answered"] == 10 and s["lost"] == 10
+    assert s["longest_gap_ms"] == 1100.0  # last answer at 400 ms, next at 1500 ms
+    assert s["answers_per_node"] == {"hkg1": 10}
+
+
+def test_probe_refuses_non_lab_targets_and_unbounded_runs():
+    with pytest.raises(Exception, match="not an address of the lab"):
+        probe.run_probe(TOPO, client="cl-hkg", target="8.8.8.8")
+    with pytest.raises(Exception, match="rate"):
+        probe.run_probe(TOPO, client="cl-hkg", target="203.0.113.53", rate=10_000)
+    with pytest.raises(Exception, match="duration"):
+        probe.run_probe(TOPO, client="cl-hkg", target="203.0.113.53", duration=3600)
