@@ -11,10 +11,10 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 
 # Debian packages the controller and the lab need (installed by `make setup` when root).
-APT_PACKAGES := python3 python3-venv git make iproute2 openssh-client \
+APT_PACKAGES := python3 python3-venv git make iproute2 iputils-ping openssh-client \
                 systemd-container debootstrap apt-cacher-ng
 
-.PHONY: help setup apt venv lock check lint unit test demo clean
+.PHONY: help setup apt venv lock check lint unit test demo lab-up lab-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,6 +29,8 @@ venv: $(VENV)/.installed ## create .venv from requirements.txt
 $(VENV)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@printf '#!/bin/sh\n# anycast-lab CLI (lab/anycast_lab), written by make venv\nPYTHONPATH="%s/lab$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s/$(BIN)/python" -m anycast_lab "$$@"\n' "$(CURDIR)" "$(CURDIR)" > $(BIN)/anycast-lab
+	@chmod +x $(BIN)/anycast-lab
 	@touch $@
 
 lock: ## regenerate requirements.txt from requirements.in (needs network to PyPI)
@@ -48,11 +50,22 @@ unit: venv ## unit and functional tests that need no root and no lab
 
 check: lint unit ## the fast tier: lint + unit (no root, a few minutes)
 
-test: setup lint ## everything: lint, unit, functional and (as root) the lab tiers
+test: setup lint ## everything: lint, unit, functional, the lab tests and molecule (as root)
 	$(BIN)/pytest -q
+	$(BIN)/molecule test --all
 
-demo: setup ## validate the production inventory offline (the lab issue extends this)
+demo: setup ## bring the lab up, run site.yml on it, print the lab's state (the lab stays up)
 	$(BIN)/ansible-playbook -i inventories/production playbooks/validate.yml
+	$(BIN)/anycast-lab up
+	$(BIN)/ansible-playbook -i inventories/lab site.yml
+	$(BIN)/anycast-lab status
+	@echo "The lab stays up: try '$(BIN)/anycast-lab probe --from cl-syd', then '$(BIN)/anycast-lab down'."
+
+lab-up: setup ## bring the lab up (idempotent)
+	$(BIN)/anycast-lab up
+
+lab-down: venv ## remove every trace of the lab
+	$(BIN)/anycast-lab down
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
