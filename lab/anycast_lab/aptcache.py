@@ -13,11 +13,10 @@ import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 from .images import host_mirror
 from .paths import StatePaths
-from .shell import LabError, progress
+from .shell import LabError, processes, progress
 
 MARK = "anycast-lab"
 
@@ -42,18 +41,8 @@ def _conf(paths: StatePaths, address: str, port: int) -> str:
 
 
 def running_pids(paths: StatePaths) -> list[int]:
-    pids = []
     conf_dir = str(paths.acng)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith("apt-cacher-ng") and conf_dir in argv:
-            pids.append(int(entry.name))
-    return pids
+    return [pid for pid, argv in processes() if argv and argv[0].endswith("apt-cacher-ng") and conf_dir in argv]
 
 
 def start(paths: StatePaths, topo) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import aptcache, routers
 from .images import Image, ensure_images
 from .paths import PREFIX, ROUTER_CONFIG_DIR, StatePaths, state_paths
-from .shell import LabError, progress, run
+from .shell import LabError, processes, progress, run
 from .topology import Node, Topology, load
 
 BOOT_TIMEOUT_S = 180
@@ -57,24 +57,14 @@ def lab_mounts(paths: StatePaths) -> list[str]:
     return mounts
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
 def nspawn_pids() -> dict[str, int]:
     """Running systemd-nspawn processes of the lab, by node name."""
     out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        argv = _cmdline(int(entry.name))
+    for pid, argv in processes():
         if argv and argv[0].endswith("systemd-nspawn"):
             for arg in argv:
                 if arg.startswith(NSPAWN_MATCH):
-                    out[arg[len(NSPAWN_MATCH):]] = int(entry.name)
+                    out[arg[len(NSPAWN_MATCH):]] = pid
     return out
 
 

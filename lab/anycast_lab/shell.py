@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 ENV = dict(os.environ, LANG="C", LC_ALL="C", LANGUAGE="C")
 
@@ -30,6 +31,18 @@ def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 600, input_t
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         raise LabError(f"'{' '.join(argv)}' failed (rc={proc.returncode}): " + " | ".join(detail))
     return proc
+
+
+def processes():
+    """(pid, argv) of every process on the host, skipping those that vanish while read."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        yield int(entry.name), argv
 
 
 def progress(msg: str) -> None:
