@@ -43,6 +43,44 @@ def summarize(records: list[dict], duration_s: float) -> dict:
     }
 
 
+TERMINAL_TYPES = ("local", "blackhole", "unreachable", "prohibit")
+
+
+def _terminal_route(netns: str, target: str) -> bool:
+    """Does the longest route matching target end the packet's journey on this node?"""
+    family = "-6" if ":" in target else "-4"
+    proc = run(["ip", family, "-j", "route", "show", "match", target], netns=netns, check=False)
+    routes = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+    if not routes:
+        return False
+
+    def length(route: dict) -> int:
+        dst = route.get("dst", "default")
+        return -1 if dst == "default" else ipaddress.ip_network(dst, strict=False).prefixlen
+
+    best = max(routes, key=length)
+    return best.get("type") in TERMINAL_TYPES
+
+
+def _next_node(topo: Topology, iface, hop_addr: str):
+    """The node behind a next hop; IPv6 next hops are often link-local (BGP over a link)."""
+    if not ipaddress.ip_address(hop_addr).is_link_local:
+        owner = topo.owner_of(hop_addr)
+        return owner[0] if owner else None
+    if iface.peer is not None:
+        return topo.nodes[iface.peer]
+    lan = topo.lans[iface.link.split(":", 1)[1]]
+    for member in lan.members:
+        other = topo.nodes[member]
+        their = next(i for i in other.interfaces if i.link == iface.link)
+        proc = run(["ip", "-6", "-j", "addr", "show", "dev", their.name, "scope", "link"], netns=other.netns,
+                   check=False)
+        for link in json.loads(proc.stdout or "[]"):
+            if any(a.get("local") == hop_addr for a in link.get("addr_info", [])):
+                return other
+    return None
+
+
 def walk_path(topo: Topology, client: str, target: str) -> dict:
     """Follow the FIBs from client to target. Returns the nodes crossed and the modelled RTT."""
     node = topo.nodes[client]
@@ -51,17 +89,19 @@ def walk_path(topo: Topology, client: str, target: str) -> dict:
     for _ in range(MAX_HOPS):
         proc = run(["ip", "-j", "route", "get", target], netns=node.netns, check=False)
         if proc.returncode != 0:
+            # `route get` refuses blackhole/unreachable routes: the packet ends here if such a route matches.
+            if _terminal_route(node.netns, target):
+                return {"path": path, "reached": node.name, "modelled_rtt_ms": round(2 * one_way, 2)}
             return {"path": path, "reached": None, "modelled_rtt_ms": None, "error": proc.stderr.strip()}
         route = json.loads(proc.stdout)[0]
-        if route.get("type") == "local" or route.get("dev") == "lo":
+        if route.get("type") in TERMINAL_TYPES or route.get("dev") == "lo":
             return {"path": path, "reached": node.name, "modelled_rtt_ms": round(2 * one_way, 2)}
         iface = next((i for i in node.interfaces if i.name == route.get("dev")), None)
         hop_addr = route.get("gateway") or target
-        owner = topo.owner_of(hop_addr)
-        if iface is None or owner is None:
+        nxt = _next_node(topo, iface, hop_addr) if iface is not None else None
+        if nxt is None:
             return {"path": path, "reached": None, "modelled_rtt_ms": None,
                     "error": f"no lab link for {route} on {node.name}"}
-        nxt = owner[0]
         one_way += iface.latency_ms if iface.peer else latency_ms(topo.cities, node.city, nxt.city)
         node = nxt
         path.append(node.name)

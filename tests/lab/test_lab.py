@@ -137,3 +137,32 @@ def test_probe_refuses_targets_outside_the_lab(lab_up):
         proc = lab_cli("probe", "--from", "cl-hkg", "--target", target, check=False)
         assert proc.returncode == 1
         assert "error" in proc.stderr
+
+
+@pytest.fixture
+def test_prefix_from_every_transit(lab_up):
+    """Every regional transit originates the same test prefixes, like four PoPs announcing one aggregate."""
+    prefixes = {4: "100.127.53.0/24", 6: "2001:db8:ff53::/48"}
+    for tr in (n for n in TOPO.of_kind("router") if n.role == "transit"):
+        lab_cli("exec", tr.name, "--", "vtysh", "-c", "conf t",
+                "-c", f"ip route {prefixes[4]} blackhole", "-c", f"ipv6 route {prefixes[6]} blackhole",
+                "-c", f"router bgp {tr.asn}", "-c", "address-family ipv4 unicast", "-c", f"network {prefixes[4]}",
+                "-c", "exit-address-family", "-c", "address-family ipv6 unicast", "-c", f"network {prefixes[6]}")
+    time.sleep(3)
+    return {4: "100.127.53.53", 6: "2001:db8:ff53::53"}
+
+
+def test_each_region_reaches_its_geographically_nearest_pop(test_prefix_from_every_transit):
+    from anycast_lab.probe import walk_path  # noqa: PLC0415
+
+    nearest = {"cl-hkg": "tr-hkg", "cl-tyo": "tr-tyo", "cl-gru": "tr-gru", "cl-syd": "tr-hkg", "cl-lon": "tr-fra",
+               "cl-lax": "tr-tyo"}
+    reached = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        reached = {(client, fam): walk_path(TOPO, client, addr)["reached"]
+                   for client in nearest for fam, addr in test_prefix_from_every_transit.items()}
+        if all(reached[(c, f)] == nearest[c] for c, f in reached):
+            break
+        time.sleep(2)
+    assert {k: v for k, v in reached.items() if v != nearest[k[0]]} == {}
