@@ -8,6 +8,7 @@ management prefix, and `up` refuses to start if the host already uses that prefi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from . import aptcache, routers
 from .images import Image, ensure_images
-from .paths import PREFIX, ROUTER_CONFIG_DIR, StatePaths, state_paths
+from .paths import PREFIX, ROUTER_CONFIG_DIR, TOPOLOGY_FILE, StatePaths, state_paths
 from .shell import LabError, processes, progress, run
 from .topology import Node, Topology, load
 
@@ -374,9 +375,25 @@ def _wait_booted(topo: Topology, timeout: float = BOOT_TIMEOUT_S) -> None:
         raise LabError(f"machines not booted after {timeout:.0f} s: {', '.join(sorted(pending))}")
 
 
+def _lab_digest() -> str:
+    """What a running lab was made from: the topology and the router configurations."""
+    digest = hashlib.sha256(TOPOLOGY_FILE.read_bytes())
+    for path in sorted(ROUTER_CONFIG_DIR.iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _running_lab_is_current(topo: Topology, paths: StatePaths) -> bool:
+    try:
+        state = json.loads(paths.state_file.read_text())
+    except (OSError, ValueError):
+        return False
+    return state.get("digest") == _lab_digest() and all(n["state"] == "running" for n in status(topo))
+
+
 def _write_state(topo: Topology, paths: StatePaths, images: dict[str, Image]) -> None:
-    state = {"topology": topo.name, "started": time.time(), "images": {k: str(v.path) for k, v in images.items()},
-             "ssh_key": str(paths.ssh_key)}
+    state = {"topology": topo.name, "digest": _lab_digest(), "started": time.time(),
+             "images": {k: str(v.path) for k, v in images.items()}, "ssh_key": str(paths.ssh_key)}
     paths.state_file.write_text(json.dumps(state, indent=1))
 
 
@@ -386,8 +403,8 @@ def up(topo: Topology | None = None, paths: StatePaths | None = None) -> float:
     paths = paths or state_paths()
     started = time.monotonic()
     _preflight(topo)
-    if paths.state_file.exists() and all(n["state"] == "running" for n in status(topo)):
-        progress("the lab is already up and every node is running; nothing to do")
+    if _running_lab_is_current(topo, paths):
+        progress("the lab is already up, every node is running and its topology is unchanged; nothing to do")
         return time.monotonic() - started
     if any(leftovers(paths).values()):
         progress("removing a stale lab first")
