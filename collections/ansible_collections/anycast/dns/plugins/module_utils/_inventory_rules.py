@@ -386,15 +386,23 @@ def _check_bfd_profiles(col, hv):
 
 
 def _check_node(col, hv, host):
-    """Router-id, unicast addresses, interfaces. Returns (interfaces, own addresses)."""
+    """Router-id, unicast addresses, interfaces.
+
+    Returns the links (for the neighbour rules) and the facts the fleet-wide uniqueness rules
+    need: node name, router-id and every address of the server, each with its key and value.
+    """
     node_name = hv.get("anycast_node_name", host)
     if node_name is None:
         node_name = host
     if not isinstance(node_name, str) or not NODE_NAME_RE.match(node_name):
         col.add("anycast_node_name", node_name, "is not a valid node name (used as Knot identity and NSID)")
+    facts = {"node_name": node_name if isinstance(node_name, str) and node_name else host,
+             "router_id": None, "addresses": []}
 
     rid = hv.get("anycast_router_id")
     addr, err = parse_ip(rid, 4)
+    if not err:
+        facts["router_id"] = addr
     if err:
         col.add("anycast_router_id", rid, "must be an IPv4 address: it " + err if rid is not None else
                 "is required (an IPv4 address, unique in the fleet)")
@@ -405,9 +413,11 @@ def _check_node(col, hv, host):
         value = hv.get(fam)
         if value is None:
             continue
-        _, err = parse_ip(value, version)
+        addr, err = parse_ip(value, version)
         if err:
             col.add(fam, value, err)
+        else:
+            facts["addresses"].append((fam, value, addr))
     if hv.get("anycast_unicast_ipv4") is None and hv.get("anycast_unicast_ipv6") is None:
         col.add("anycast_unicast_ipv4", None, "a server needs a unicast address (anycast_unicast_ipv4 or _ipv6)")
 
@@ -433,6 +443,7 @@ def _check_node(col, hv, host):
             if err:
                 col.add("%s.%s" % (key, fam), value, err)
                 continue
+            facts["addresses"].append(("%s.%s" % (key, fam), value, net.ip))
             maxlen = 32 if version == 4 else 128
             if version == 4 and net.prefixlen < 31 and net.ip in (net.network, net.broadcast):
                 col.add("%s.%s" % (key, fam), value, "is the network or broadcast address of its subnet")
@@ -441,7 +452,7 @@ def _check_node(col, hv, host):
                 col.add("%s.%s" % (key, fam), value, "is a host route, not a link (give the subnet length)")
                 continue
             links.append(("%s.%s" % (key, fam), value, net))
-    return links
+    return links, facts
 
 
 def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
@@ -564,7 +575,10 @@ def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
 
 
 def check_server(host, hv):
-    """All rules that concern one server's own variables. Returns a list of Problem."""
+    """All rules that concern one server's own variables.
+
+    Returns (problems, facts); facts feed the fleet-wide uniqueness rules (see _check_node).
+    """
     col = _Collector(host)
     our_asn = None
     if "anycast_asn" not in hv or hv.get("anycast_asn") is None:
@@ -576,9 +590,9 @@ def check_server(host, hv):
     _check_primary(col, hv)
     _check_health(col, hv)
     profiles = _check_bfd_profiles(col, hv)
-    links = _check_node(col, hv, host)
+    links, facts = _check_node(col, hv, host)
     _check_upstreams(col, hv, our_asn=our_asn, links=links, profiles=profiles, parsed_aggs=parsed_aggs)
-    return col.problems
+    return col.problems, facts
 
 
 # --------------------------------------------------------------------------- fleet rules
@@ -619,7 +633,8 @@ def check_fleet(servers, errors=None):
     pop_lists = {}
     for host in sorted(servers):
         hv = servers[host] or {}
-        problems.extend(check_server(host, hv))
+        server_problems, facts = check_server(host, hv)
+        problems.extend(server_problems)
         col = _Collector(host)
         codes = _pop_codes(col, hv.get("anycast_pops"))
         pop_lists[host] = codes
@@ -632,26 +647,13 @@ def check_fleet(servers, errors=None):
             pop_members.setdefault(pop, []).append(host)
         problems.extend(col.problems)
 
-        node_name = hv.get("anycast_node_name") or host
-        if isinstance(node_name, str):
-            unique["node name"].setdefault(node_name.lower(), []).append((host, "anycast_node_name", node_name))
-        rid = hv.get("anycast_router_id")
-        addr, err = parse_ip(rid, 4)
-        if not err:
-            unique["router-id"].setdefault(addr, []).append((host, "anycast_router_id", rid))
-        for fam, version in (("anycast_unicast_ipv4", 4), ("anycast_unicast_ipv6", 6)):
-            addr, err = parse_ip(hv.get(fam), version)
-            if not err:
-                unique["address"].setdefault(addr, []).append((host, fam, hv.get(fam)))
-        interfaces = hv.get("anycast_interfaces") if isinstance(hv.get("anycast_interfaces"), list) else []
-        for idx, item in enumerate(interfaces):
-            if not isinstance(item, dict):
-                continue
-            for fam, version in (("ipv4", 4), ("ipv6", 6)):
-                net, err = parse_prefix(item.get(fam), version, host_bits=True)
-                if not err:
-                    unique["address"].setdefault(net.ip, []).append(
-                        (host, "anycast_interfaces[%d].%s" % (idx, fam), item.get(fam)))
+        node_name = facts["node_name"]
+        unique["node name"].setdefault(node_name.lower(), []).append((host, "anycast_node_name", node_name))
+        if facts["router_id"] is not None:
+            unique["router-id"].setdefault(facts["router_id"], []).append(
+                (host, "anycast_router_id", hv.get("anycast_router_id")))
+        for key, value, addr in facts["addresses"]:
+            unique["address"].setdefault(addr, []).append((host, key, value))
 
     for what, table in unique.items():
         for entries in table.values():
