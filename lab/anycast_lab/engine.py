@@ -227,8 +227,7 @@ def _create_namespaces(topo: Topology) -> None:
         run(["ip", "netns", "add", name])
         run(["ip", "-n", name, "link", "set", "lo", "up"])
     for node in topo.nodes.values():
-        for key, value in _sysctls(node):
-            run(["sysctl", "-q", "-w", f"{key}={value}"], netns=node.netns)
+        run(["sysctl", "-q", "-w", *(f"{key}={value}" for key, value in _sysctls(node))], netns=node.netns)
 
 
 def _mgmt_host_if(node: Node) -> str:
@@ -243,15 +242,14 @@ def _wire(topo: Topology) -> None:
             if iface.peer is None or iface.link in done:
                 continue
             done.add(iface.link)
-            peer = topo.nodes[iface.peer]
-            peer_iface = next(i for i in peer.interfaces if i.link == iface.link)
+            peer_iface = topo.interface_on(iface.peer, iface.link)
             batch.append(f"link add {iface.name} netns {node.netns} type veth peer name {peer_iface.name} "
-                         f"netns {peer.netns}")
+                         f"netns {topo.nodes[iface.peer].netns}")
     for lan in topo.lans.values():
         run(["ip", "-n", lan.netns, "link", "add", "br0", "type", "bridge"])
         run(["ip", "-n", lan.netns, "link", "set", "br0", "up"])
         for member in lan.members:
-            iface = next(i for i in topo.nodes[member].interfaces if i.link == f"lan:{lan.name}")
+            iface = topo.interface_on(member, f"lan:{lan.name}")
             batch.append(f"link add {iface.name} netns {topo.nodes[member].netns} type veth peer name "
                          f"{member[:12]} netns {lan.netns}")
     # Management: one bridge in the host namespace, one veth per machine.
@@ -278,8 +276,7 @@ def _wire(topo: Topology) -> None:
         if node.mgmt is not None:
             cmds += [f"addr add {node.mgmt}/{topo.mgmt_prefix.prefixlen} dev mgmt0", "link set mgmt0 up"]
         if node.kind == "client":
-            gw = topo.nodes[node.interfaces[0].peer]
-            gw_iface = next(i for i in gw.interfaces if i.link == node.interfaces[0].link)
+            gw_iface = topo.interface_on(node.interfaces[0].peer, node.interfaces[0].link)
             cmds += [f"route add default via {gw_iface.ipv4.ip}", f"route add default via {gw_iface.ipv6.ip}"]
         if cmds:
             run(["ip", "-n", node.netns, "-batch", "-"], input_text="\n".join(cmds) + "\n")
@@ -296,7 +293,6 @@ def _machine_files(topo: Topology, node: Node, upper: Path, pubkey: str) -> None
     hosts = ["127.0.0.1 localhost", f"127.0.1.1 {node.name}", "::1 localhost ip6-localhost ip6-loopback"]
     hosts += [f"{n.mgmt} {n.name}" for n in topo.machines() if n.mgmt is not None and n.name != node.name]
     (etc / "hosts").write_text("\n".join(hosts) + "\n")
-    (etc / "resolv.conf").unlink(missing_ok=True)
     (etc / "resolv.conf").write_text("# anycast-lab: no resolver; apt goes through the cache by IP\n")
     if node.kind == "router":
         frr = etc / "frr"

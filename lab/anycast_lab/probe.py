@@ -72,7 +72,7 @@ def _next_node(topo: Topology, iface, hop_addr: str):
     lan = topo.lans[iface.link.split(":", 1)[1]]
     for member in lan.members:
         other = topo.nodes[member]
-        their = next(i for i in other.interfaces if i.link == iface.link)
+        their = topo.interface_on(member, iface.link)
         proc = run(["ip", "-6", "-j", "addr", "show", "dev", their.name, "scope", "link"], netns=other.netns,
                    check=False)
         for link in json.loads(proc.stdout or "[]"):

@@ -64,8 +64,7 @@ def _sessions(topo: Topology, node: Node):
             peer = topo.nodes[iface.peer]
             if peer.kind == "client":
                 continue
-            peer_iface = next(i for i in peer.interfaces if i.link == iface.link)
-            out.append((peer, iface, peer_iface))
+            out.append((peer, iface, topo.interface_on(peer.name, iface.link)))
         else:
             lan = topo.lans[iface.link.split(":", 1)[1]]
             for member in lan.members:
@@ -75,8 +74,7 @@ def _sessions(topo: Topology, node: Node):
                 # On the IXP LAN everybody peers with the route server only.
                 if node.role != "route-server" and peer.role != "route-server":
                     continue
-                peer_iface = next(i for i in peer.interfaces if i.link == iface.link)
-                out.append((peer, iface, peer_iface))
+                out.append((peer, iface, topo.interface_on(member, iface.link)))
     return out
 
 

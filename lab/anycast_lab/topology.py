@@ -92,6 +92,10 @@ class Topology:
     def of_kind(self, kind: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.kind == kind]
 
+    def interface_on(self, node: str, link: str) -> Interface:
+        """The interface a node has on a link ("link7" or "lan:hkix")."""
+        return next(i for i in self.nodes[node].interfaces if i.link == link)
+
     def owner_of(self, address: str) -> tuple[Node, Interface | None] | None:
         """The node (and interface) that holds an address; loopbacks give interface None."""
         addr = ipaddress.ip_address(address)
