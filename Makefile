@@ -11,7 +11,7 @@ export ANSIBLE_FORCE_COLOR ?= 0
 export PY_COLORS ?= 0
 
 # Debian packages the controller and the lab need (installed by `make setup` when root).
-APT_PACKAGES := python3 python3-venv git make iproute2 iputils-ping openssh-client \
+APT_PACKAGES := python3 python3-venv git make iproute2 iputils-ping openssh-client nftables \
                 systemd-container debootstrap apt-cacher-ng
 
 .PHONY: help setup apt venv lock check lint unit test demo lab-up lab-down clean

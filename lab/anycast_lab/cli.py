@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from . import engine, probe, routers
+from . import engine, faults, probe, routers
 from .shell import LabError
 from .topology import load
 
@@ -49,6 +49,23 @@ def _cmd_probe(args) -> int:
     return 0
 
 
+def _cmd_reboot(args) -> int:
+    took = engine.reboot(load(), args.node)
+    print(f"{args.node} rebooted and running again in {took:.1f} s")
+    return 0
+
+
+def _cmd_silence(args) -> int:
+    topo = load()
+    if args.off:
+        was = faults.restore(topo, args.node, args.iface)
+        print(f"{args.node} {args.iface}: {'restored' if was else 'was not silenced'}")
+    else:
+        faults.silence(topo, args.node, args.iface)
+        print(f"{args.node} {args.iface}: silent (link up, every frame dropped); undo with --off")
+    return 0
+
+
 def _cmd_gen_routers(args) -> int:
     for path in routers.write_all(load()):
         print(path)
@@ -74,12 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--qname", default="example.com.", help="name queried (type SOA)")
     pr.add_argument("--tcp", action="store_true", help="query over TCP instead of UDP")
     pr.add_argument("--json", action="store_true", help="per-query records and the summary as JSON")
+    rb = sub.add_parser("reboot", help="reboot a machine from inside and wait until it runs again")
+    rb.add_argument("node")
+    si = sub.add_parser("silence", help="make a machine's link silent: carrier up, every frame dropped")
+    si.add_argument("node")
+    si.add_argument("iface")
+    si.add_argument("--off", action="store_true", help="restore the link")
     sub.add_parser("gen-routers", help="regenerate lab/routers/*.conf from lab/topology.yml")
     return parser
 
 
 HANDLERS = {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status, "exec": _cmd_exec, "probe": _cmd_probe,
-            "gen-routers": _cmd_gen_routers}
+            "reboot": _cmd_reboot, "silence": _cmd_silence, "gen-routers": _cmd_gen_routers}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,11 +15,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import aptcache, routers
+from . import aptcache, routers, supervise
 from .images import Image, ensure_images
 from .paths import PREFIX, ROUTER_CONFIG_DIR, TOPOLOGY_FILE, StatePaths, state_paths
 from .shell import LabError, processes, progress, run
@@ -66,6 +67,15 @@ def nspawn_pids() -> dict[str, int]:
             for arg in argv:
                 if arg.startswith(NSPAWN_MATCH):
                     out[arg[len(NSPAWN_MATCH):]] = pid
+    return out
+
+
+def supervisor_pids() -> dict[str, int]:
+    """Running supervisors (anycast_lab.supervise) of lab machines, by node name."""
+    out = {}
+    for pid, argv in processes():
+        if supervise.MARK in argv and len(argv) > argv.index(supervise.MARK) + 1:
+            out[argv[argv.index(supervise.MARK) + 1]] = pid
     return out
 
 
@@ -121,6 +131,7 @@ def leftovers(paths: StatePaths | None = None) -> dict[str, list]:
         "links": lab_links(),
         "mounts": lab_mounts(paths),
         "nspawn": sorted(nspawn_pids()),
+        "supervisors": sorted(supervisor_pids()),
         "apt_cache": aptcache.running_pids(paths),
     }
 
@@ -133,6 +144,10 @@ def down(paths: StatePaths | None = None, *, quiet: bool = False) -> dict[str, l
     paths = paths or state_paths()
     say = (lambda _m: None) if quiet else progress
     started = time.monotonic()
+    # Supervisors first, so that no machine is booted again while the lab goes down.
+    for pid in supervisor_pids().values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     pids = nspawn_pids()
     if pids:
         say(f"stopping {len(pids)} machines")
@@ -321,12 +336,17 @@ def _start_machine(topo: Topology, node: Node, image: Image, paths: StatePaths, 
         # frr owns its config inside the machine; ids come from the image's passwd.
         run(["chroot", str(merged), "chown", "-R", "frr:frr", "/etc/frr"])
     log = open(base / "console.log", "w")  # noqa: SIM115 - handed to the child process
+    nspawn = ["systemd-nspawn", "--quiet", "--boot", "--keep-unit", "--register=no", "--console=passive",
+              f"--machine={PREFIX}{node.name}", f"--hostname={node.name}", "-D", str(merged),
+              f"--network-namespace-path=/run/netns/{node.netns}", "--capability=CAP_NET_ADMIN",
+              "--resolv-conf=off", "--timezone=off", "--link-journal=no"]
+    # The supervisor boots the machine again when it reboots (nspawn exits with 133).
+    # /proc/sys/net writable inside (sysctl of the machine's own namespace), the rest of /proc/sys read-only.
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
     proc = subprocess.Popen(
-        ["systemd-nspawn", "--quiet", "--boot", "--keep-unit", "--register=no", "--console=passive",
-         f"--machine={PREFIX}{node.name}", f"--hostname={node.name}", "-D", str(merged),
-         f"--network-namespace-path=/run/netns/{node.netns}", "--capability=CAP_NET_ADMIN",
-         "--resolv-conf=off", "--timezone=off", "--link-journal=no"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [sys.executable, "-m", supervise.MARK, node.name, node.netns, "--", *nspawn],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     log.close()
     return proc.pid
 
@@ -352,7 +372,8 @@ def _wait_booted(topo: Topology, timeout: float = BOOT_TIMEOUT_S) -> None:
     last = None
     while pending and time.monotonic() < deadline:
         pids = nspawn_pids()
-        dead = [name for name in pending if name not in pids]
+        supervisors = supervisor_pids()
+        dead = [name for name in pending if name not in pids and name not in supervisors]
         if dead:
             raise LabError(f"machine(s) exited during boot: {', '.join(sorted(dead))} (see "
                            f"{state_paths().machines}/<name>/console.log)")
@@ -470,3 +491,24 @@ def exec_argv(topo: Topology, name: str, cmd: list[str]) -> list[str]:
 def routers_config_current(topo: Topology) -> bool:
     return all((ROUTER_CONFIG_DIR / f"{n.name}.conf").read_text() == routers.render(topo, n)
                for n in topo.of_kind("router"))
+
+
+def reboot(topo: Topology, name: str, timeout: float = BOOT_TIMEOUT_S) -> float:
+    """Reboot a machine from inside (`systemctl reboot`) and wait until it runs again. Returns seconds."""
+    node = topo.nodes.get(name)
+    if node is None or not node.is_machine:
+        raise LabError(f"{name!r} is not a machine of the lab")
+    old = nspawn_pids().get(name)
+    if old is None or name not in supervisor_pids():
+        raise LabError(f"{name} is not running (is the lab up?)")
+    started = time.monotonic()
+    run(exec_argv(topo, name, ["systemctl", "reboot"]), check=False, timeout=30)
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        pids = nspawn_pids()
+        if name not in supervisor_pids():
+            raise LabError(f"{name} did not come back from its reboot (see its console.log)")
+        if pids.get(name) not in (None, old) and machine_state(node, pids) == "running":
+            return time.monotonic() - started
+        time.sleep(0.3)
+    raise LabError(f"{name} not running again {timeout:.0f} s after its reboot")

@@ -133,6 +133,8 @@ def render(topo: Topology, node: Node) -> str:
                 af += [
                     f"  neighbor {addr} route-map FROM-ANYCAST-V{family} in",
                     f"  neighbor {addr} maximum-prefix {SERVER_MAX_PREFIX}",
+                    # Keeps what the server sent before the filter: tests prove nothing else leaves it.
+                    f"  neighbor {addr} soft-reconfiguration inbound",
                 ]
                 if node.role == "transit":
                     af.append(f"  neighbor {addr} default-originate")

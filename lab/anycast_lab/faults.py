@@ -1,0 +1,58 @@
+"""Faults the lab injects on purpose: a link that goes silent (carrier up, every frame dropped).
+
+A silent link is what BFD exists for: the interface stays up, so neither the kernel nor BGP
+notices, and only the missing hellos tell the other end. The drop is an nftables netdev table
+in the machine's network namespace, on ingress and egress of one interface, so ARP, ND, BGP
+and BFD all stop at once. The host's `nft` runs inside the namespace; the machine needs nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from .paths import PREFIX
+from .shell import LabError, run
+from .topology import Topology
+
+
+def _table(iface: str) -> str:
+    return f"{PREFIX.rstrip('-')}_silence_{iface}".replace("-", "_")
+
+
+def _check(topo: Topology, node: str, iface: str) -> str:
+    if shutil.which("nft") is None:
+        raise LabError("missing nft: run 'make setup' as root (Debian package nftables)")
+    if node not in topo.nodes:
+        raise LabError(f"no node {node!r} in the topology")
+    names = {i.name for i in topo.nodes[node].interfaces}
+    if topo.nodes[node].mgmt is not None:
+        names.add("mgmt0")
+    if iface not in names:
+        raise LabError(f"{node} has no interface {iface!r} (it has: {', '.join(sorted(names))})")
+    return topo.nodes[node].netns
+
+
+def silence(topo: Topology, node: str, iface: str) -> None:
+    """Drop every frame in and out of NODE's IFACE; the link itself stays up."""
+    netns = _check(topo, node, iface)
+    table = _table(iface)
+    ruleset = (f"table netdev {table} {{\n"
+               f"  chain in {{ type filter hook ingress device \"{iface}\" priority -500; policy drop; }}\n"
+               f"  chain out {{ type filter hook egress device \"{iface}\" priority -500; policy drop; }}\n"
+               f"}}\n")
+    restore(topo, node, iface)
+    run(["nft", "-f", "-"], input_text=ruleset, netns=netns)
+
+
+def restore(topo: Topology, node: str, iface: str) -> bool:
+    """Undo silence(); True if the link was silenced."""
+    netns = _check(topo, node, iface)
+    return run(["nft", "delete", "table", "netdev", _table(iface)], netns=netns, check=False).returncode == 0
+
+
+def silenced(topo: Topology, node: str) -> list[str]:
+    """Interfaces of NODE that are silenced now."""
+    netns = topo.nodes[node].netns
+    out = run(["nft", "list", "tables", "netdev"], netns=netns, check=False).stdout.split()
+    prefix = _table("")
+    return sorted(word[len(prefix):] for word in out if word.startswith(prefix))
