@@ -26,3 +26,45 @@ def test_apt_goes_through_the_lab_cache(host):
     proxy = host.file("/etc/apt/apt.conf.d/01anycast-lab-proxy")
     assert proxy.contains("198.18.0.1:3142")
     assert host.run("apt-get -q -o Acquire::Retries=0 update").rc == 0
+
+
+# --- PoP servers: sysctl_tuning, anycast_loopback, frr_bgp ------------------------------------
+
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+
+POP_SERVERS = {"hkg1", "hkg2", "tyo1", "fra1", "gru1"}
+
+
+@pytest.fixture
+def pop_server(host):
+    if host.backend.get_hostname() not in POP_SERVERS:
+        pytest.skip("not a PoP server")
+    return host
+
+
+def test_kernel_settings_applied_and_stored(pop_server):
+    assert pop_server.sysctl("net.ipv4.conf.all.rp_filter") == 2
+    assert pop_server.sysctl("net.ipv4.ip_nonlocal_bind") == 1
+    stored = pop_server.file("/etc/sysctl.d/60-anycast-dns.conf")
+    assert stored.contains("^net.ipv4.conf.all.rp_filter = 2$")
+    # A container cannot set the host-wide ones: kept, with systemd-sysctl's "ignore" prefix.
+    assert stored.contains("^-net.core.netdev_max_backlog = 250000$")
+
+
+def test_service_addresses_on_lo_from_a_stored_profile(pop_server):
+    lo = pop_server.check_output("ip -br addr show dev lo")
+    assert "203.0.113.53/32" in lo and "2001:db8:53::1/128" in lo
+    assert pop_server.file("/etc/NetworkManager/system-connections/anycast-lo.nmconnection").exists
+    assert pop_server.check_output("nmcli -g GENERAL.CONNECTION device show lo") == "anycast-lo"
+
+
+def test_frr_runs_bgpd_and_bfdd_with_every_session_up(pop_server):
+    assert pop_server.service("frr").is_running and pop_server.service("frr").is_enabled
+    conf = pop_server.file("/etc/frr/frr.conf")
+    assert conf.mode == 0o640 and conf.user == "frr"
+    neighbors = json.loads(pop_server.check_output("vtysh -c 'show bgp neighbors json'"))
+    assert neighbors and {n["bgpState"] for n in neighbors.values()} == {"Established"}
+    peers = json.loads(pop_server.check_output("vtysh -c 'show bfd peers json'"))
+    assert len(peers) == len(neighbors) and {p["status"] for p in peers} == {"up"}
