@@ -40,14 +40,17 @@ def silence(topo: Topology, node: str, iface: str) -> None:
                f"  chain in {{ type filter hook ingress device \"{iface}\" priority -500; policy drop; }}\n"
                f"  chain out {{ type filter hook egress device \"{iface}\" priority -500; policy drop; }}\n"
                f"}}\n")
-    restore(topo, node, iface)
+    _delete(netns, iface)
     run(["nft", "-f", "-"], input_text=ruleset, netns=netns)
+
+
+def _delete(netns: str, iface: str) -> bool:
+    return run(["nft", "delete", "table", "netdev", _table(iface)], netns=netns, check=False).returncode == 0
 
 
 def restore(topo: Topology, node: str, iface: str) -> bool:
     """Undo silence(); True if the link was silenced."""
-    netns = _check(topo, node, iface)
-    return run(["nft", "delete", "table", "netdev", _table(iface)], netns=netns, check=False).returncode == 0
+    return _delete(_check(topo, node, iface), iface)
 
 
 def silenced(topo: Topology, node: str) -> list[str]:

@@ -7,6 +7,8 @@ Until the health-check role exists, the lab inventory announces the aggregates s
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import re
 import subprocess
@@ -31,16 +33,20 @@ ROUTER_OF = {"transit": {"hkg1": "tr-hkg", "hkg2": "tr-hkg", "tyo1": "tr-tyo", "
              "hkix": {"hkg1": "rs-hkix", "hkg2": "rs-hkix"}}
 
 
+@functools.cache
+def host_vars(server: str) -> dict:
+    return yaml.safe_load((INVENTORY / "host_vars" / f"{server}.yml").read_text())
+
+
 def upstreams(server: str) -> list[dict]:
-    data = yaml.safe_load((INVENTORY / "host_vars" / f"{server}.yml").read_text())
-    return data["anycast_upstreams"]
+    return host_vars(server)["anycast_upstreams"]
 
 
 def sessions() -> list[tuple[str, str, str, int, str]]:
     """(server, upstream name, upstream router, family, our address as the router sees it)."""
     out = []
     for server in SERVERS:
-        ifaces = yaml.safe_load((INVENTORY / "host_vars" / f"{server}.yml").read_text())["anycast_interfaces"]
+        ifaces = host_vars(server)["anycast_interfaces"]
         for up in upstreams(server):
             for fam in (4, 6):
                 peer = up[f"ipv{fam}"]
@@ -51,8 +57,6 @@ def sessions() -> list[tuple[str, str, str, int, str]]:
 
 
 def _same_subnet(cidr: str, addr: str) -> bool:
-    import ipaddress  # noqa: PLC0415
-
     return ipaddress.ip_address(addr) in ipaddress.ip_interface(cidr).network
 
 

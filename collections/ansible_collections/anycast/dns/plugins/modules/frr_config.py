@@ -153,6 +153,23 @@ class Frr:
         return self.run([self.python, self.reload_py, "--test" if test else "--reload", "--stdout", path])
 
 
+def write_temp(module, text):
+    """TEXT in a new file of the module's temporary directory; returns its path."""
+    fd, path = tempfile.mkstemp(prefix=".frr.conf.", dir=module.tmpdir)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def install(module, src, path):
+    """Move SRC over PATH atomically, with the owner, group and mode FRR's file must have."""
+    module.atomic_move(src, path)
+    module.set_fs_attributes_if_different(
+        {"path": path, "owner": module.params["owner"], "group": module.params["group"],
+         "mode": module.params["mode"], "attributes": None, "seuser": None, "serole": None,
+         "setype": None, "selevel": None, "secontext": None}, False)
+
+
 def read(path):
     try:
         with open(path, encoding="utf-8") as fh:
@@ -180,9 +197,7 @@ def main():
     frr = Frr(module)
     before = read(path)
 
-    fd, candidate = tempfile.mkstemp(prefix=".frr.conf.", dir=module.tmpdir)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(content)
+    candidate = write_temp(module, content)
     rc, out, err = frr.dryrun(candidate)
     if rc != 0:
         module.fail_json(msg="FRR rejects the configuration (vtysh --dryrun); nothing was changed",
@@ -202,23 +217,12 @@ def main():
         module.exit_json(**result)
 
     if file_changed:
-        module.atomic_move(candidate, path)
-        module.set_fs_attributes_if_different(
-            {"path": path, "owner": module.params["owner"], "group": module.params["group"],
-             "mode": module.params["mode"], "attributes": None, "seuser": None, "serole": None,
-             "setype": None, "selevel": None, "secontext": None}, False)
+        install(module, candidate, path)
     rc, out, err = frr.reload(path, test=False)
     if rc != 0:
         errors = frr_errors(out, err)
         if before is not None and file_changed:
-            fd, old = tempfile.mkstemp(prefix=".frr.conf.", dir=module.tmpdir)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(before)
-            module.atomic_move(old, path)
-            module.set_fs_attributes_if_different(
-                {"path": path, "owner": module.params["owner"], "group": module.params["group"],
-                 "mode": module.params["mode"], "attributes": None, "seuser": None, "serole": None,
-                 "setype": None, "selevel": None, "secontext": None}, False)
+            install(module, write_temp(module, before), path)
             frr.reload(path, test=False)
         module.fail_json(msg="FRR refused the configuration while applying it; the previous file was restored "
                              "and reloaded", rc=rc, errors=errors, **result)

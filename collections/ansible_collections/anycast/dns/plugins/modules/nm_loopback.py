@@ -307,8 +307,7 @@ def main():
         changed = current is not None or bool(to_remove)
         after_profile = None
 
-    live_after = sorted(set(live_before) - set(to_remove) | set(to_add),
-                        key=lambda c: (ipaddress.ip_interface(c).version, ipaddress.ip_interface(c).ip))
+    live_after = normalize(set(live_before) - set(to_remove) | set(to_add))
     result = {"changed": changed, "profile": lo.name, "addresses": wanted, "added": to_add, "removed": to_remove,
               "preserved": []}
     if module._diff:
@@ -320,14 +319,15 @@ def main():
     if present:
         if profile_changed:
             lo.write_profile(current is not None, settings)
-        if lo.active_on_lo() == lo.name:
+        if active:
             lo.nmcli("device", "reapply", "lo")
         else:
             lo.nmcli("connection", "up", lo.name)
     else:
         lo.nmcli("connection", "delete", lo.name)
+        lingering_after_delete = set(lo.live())
         for cidr in before_addrs:
-            if cidr in lo.live():
+            if cidr in lingering_after_delete:
                 lo.ip_addr("del", cidr)
     # NetworkManager sets lo to exactly its profile: put back what it dropped and was not ours.
     live_now = lo.live()
