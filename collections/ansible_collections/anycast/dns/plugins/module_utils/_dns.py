@@ -1,0 +1,59 @@
+# Copyright: contributors to the anycast.dns collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Small DNS helpers shared by the collection's modules (dnspython on the managed node).
+
+Private to the collection: the interface may change between releases.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+try:
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
+
+    HAS_DNSPYTHON = True
+    DNSPYTHON_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported through missing_required_lib
+    HAS_DNSPYTHON = False
+    DNSPYTHON_IMPORT_ERROR = exc
+
+# serial is None when the server gave no usable answer; problem then says why.
+SoaAnswer = namedtuple("SoaAnswer", ["serial", "problem"])
+
+
+def serial_newer_or_equal(serial, reference):
+    """RFC 1982 comparison: True when SERIAL is REFERENCE or comes after it."""
+    diff = (serial - reference) % (1 << 32)
+    return diff == 0 or diff < (1 << 31)
+
+
+def soa_serial(server, zone, port=53, timeout=1.0, tcp=False):
+    """Ask SERVER for ZONE's SOA; only an authoritative NOERROR answer with the SOA counts."""
+    qname = dns.name.from_text(zone)
+    query = dns.message.make_query(qname, dns.rdatatype.SOA)
+    query.flags &= ~dns.flags.RD
+    try:
+        if tcp:
+            response = dns.query.tcp(query, server, timeout=timeout, port=port)
+        else:
+            response = dns.query.udp(query, server, timeout=timeout, port=port)
+    except dns.exception.Timeout:
+        return SoaAnswer(None, "no answer within %.1f s" % timeout)
+    except (OSError, dns.exception.DNSException) as exc:
+        return SoaAnswer(None, "query failed: %s" % exc)
+    rcode = response.rcode()
+    if rcode != dns.rcode.NOERROR:
+        return SoaAnswer(None, "answered %s" % dns.rcode.to_text(rcode))
+    if not response.flags & dns.flags.AA:
+        return SoaAnswer(None, "answer is not authoritative")
+    for rrset in response.answer:
+        if rrset.rdtype == dns.rdatatype.SOA and rrset.name == qname:
+            return SoaAnswer(rrset[0].serial, None)
+    return SoaAnswer(None, "no SOA in the answer")
