@@ -7,7 +7,8 @@ import json
 import os
 import sys
 
-from . import engine, faults, probe, routers
+from . import engine, faults, probe, resolver, routers
+from .paths import state_paths
 from .shell import LabError
 from .topology import load
 
@@ -41,12 +42,32 @@ def _cmd_exec(args) -> int:
 
 def _cmd_probe(args) -> int:
     result = probe.run_probe(load(), client=args.source, target=args.target, rate=args.rate,
-                             duration=args.duration, timeout=args.timeout, qname=args.qname, tcp=args.tcp)
+                             duration=args.duration, timeout=args.timeout, qname=args.qname, qtype=args.qtype,
+                             tcp=args.tcp)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         print(probe.format_summary(result["summary"]))
     return 0
+
+
+def _cmd_resolve(args) -> int:
+    try:
+        anchors = open(args.anchor, encoding="utf-8").read()  # noqa: SIM115 - read once
+    except OSError as exc:
+        raise LabError(f"cannot read the trust anchor file: {exc}") from exc
+    questions = [(args.name, args.type)]
+    result = resolver.resolve(load(), state_paths(), client=args.source, anchors=anchors, zones=args.zone,
+                              questions=questions, stubs=args.stub or None, lifetime=args.lifetime)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for ans in result["answers"]:
+            flags = "AD" if ans.get("ad") else "no AD"
+            print(f"{ans['name']} {ans['type']}: {ans['rcode']}, {flags}")
+            for line in ans.get("answer", []):
+                print("  " + line)
+    return 0 if all(a.get("rcode") == "NOERROR" and a.get("ad") for a in result["answers"]) else 4
 
 
 def _cmd_reboot(args) -> int:
@@ -88,9 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--rate", type=float, default=20.0, help="queries per second (max %d)" % probe.MAX_RATE)
     pr.add_argument("--duration", type=float, default=5.0, help="seconds (max %d)" % probe.MAX_DURATION)
     pr.add_argument("--timeout", type=float, default=0.5, help="per-query timeout in seconds")
-    pr.add_argument("--qname", default="example.com.", help="name queried (type SOA)")
+    pr.add_argument("--qname", default="example.com.", help="name queried")
+    pr.add_argument("--qtype", default="SOA", help="type queried (%s)" % ", ".join(probe.QTYPES))
     pr.add_argument("--tcp", action="store_true", help="query over TCP instead of UDP")
     pr.add_argument("--json", action="store_true", help="per-query records and the summary as JSON")
+    rs = sub.add_parser("resolve", help="ask a validating Unbound in a client namespace (exit 4 unless NOERROR + AD)")
+    rs.add_argument("--from", dest="source", required=True, help="client node, e.g. cl-hkg")
+    rs.add_argument("--anchor", required=True, help="file with the trust anchors (DS or DNSKEY records)")
+    rs.add_argument("--zone", action="append", required=True, help="zone Unbound sends to the stub addresses")
+    rs.add_argument("--stub", action="append", help="address of the zones' servers (default: the anycast addresses)")
+    rs.add_argument("--lifetime", type=float, default=60.0, help="seconds Unbound may live (max %d)"
+                    % resolver.MAX_LIFETIME)
+    rs.add_argument("--json", action="store_true")
+    rs.add_argument("name")
+    rs.add_argument("type", nargs="?", default="A")
     rb = sub.add_parser("reboot", help="reboot a machine from inside and wait until it runs again")
     rb.add_argument("node")
     si = sub.add_parser("silence", help="make a machine's link silent: carrier up, every frame dropped")
@@ -102,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 HANDLERS = {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status, "exec": _cmd_exec, "probe": _cmd_probe,
-            "reboot": _cmd_reboot, "silence": _cmd_silence, "gen-routers": _cmd_gen_routers}
+            "resolve": _cmd_resolve, "reboot": _cmd_reboot, "silence": _cmd_silence, "gen-routers": _cmd_gen_routers}
 
 
 def main(argv: list[str] | None = None) -> int:

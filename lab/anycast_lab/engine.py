@@ -309,6 +309,11 @@ def _machine_files(topo: Topology, node: Node, upper: Path, pubkey: str) -> None
     hosts += [f"{n.mgmt} {n.name}" for n in topo.machines() if n.mgmt is not None and n.name != node.name]
     (etc / "hosts").write_text("\n".join(hosts) + "\n")
     (etc / "resolv.conf").write_text("# anycast-lab: no resolver; apt goes through the cache by IP\n")
+    # systemd on the host's cgroup v1 cannot stop a user manager cleanly: stopping user@0 after the
+    # last SSH session hangs 90 s, and every new session waits for it. Keep it running instead.
+    logind = etc / "systemd/logind.conf.d"
+    logind.mkdir(parents=True, exist_ok=True)
+    (logind / "90-anycast-lab.conf").write_text("[Login]\nUserStopDelaySec=infinity\n")
     if node.kind == "router":
         frr = etc / "frr"
         frr.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
-"""The machine images: a Debian 12 base made with debootstrap, and a router layer with FRR.
+"""The machine images: a Debian 12 base made with debootstrap, a router layer with FRR and a
+resolver layer with Unbound.
 
 Each image lives in a directory named after the hash of its recipe, so an image is rebuilt
-exactly when its recipe changes. The router image is an overlay layer over the base.
+exactly when its recipe changes. The router and resolver images are overlay layers over the base.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ BASE_PACKAGES = [
     "iputils-ping", "procps", "sudo", "less", "curl", "dnsutils", "traceroute", "tcpdump",
 ]
 ROUTER_PACKAGES = ["frr", "frr-pythontools"]
+RESOLVER_PACKAGES = ["unbound"]
 RECIPE_VERSION = 3  # bump when the build steps below change
 
 NM_CONF = """\
@@ -77,6 +79,10 @@ def router_recipe(base_hash: str) -> dict:
     return {"base": base_hash, "packages": ROUTER_PACKAGES, "version": RECIPE_VERSION}
 
 
+def resolver_recipe(base_hash: str) -> dict:
+    return {"base": base_hash, "packages": RESOLVER_PACKAGES, "version": RECIPE_VERSION}
+
+
 def _nspawn_run(root: Path, *cmd: str, timeout: float = 1200) -> None:
     run(["systemd-nspawn", "--quiet", "--keep-unit", "--register=no", "--resolv-conf=copy-host", "--timezone=off",
          "-D", str(root), "--setenv=DEBIAN_FRONTEND=noninteractive", *cmd], timeout=timeout)
@@ -121,36 +127,50 @@ def ensure_base(paths: StatePaths) -> Image:
     return Image("base", final, (final,))
 
 
-def ensure_router(paths: StatePaths, base: Image) -> Image:
-    digest = _recipe_hash(router_recipe(base.path.name))
-    final = paths.images / f"router-{digest}"
+def _ensure_layer(paths: StatePaths, base: Image, name: str, recipe: dict, packages: list[str], *,
+                  masked: tuple[str, ...] = ()) -> Image:
+    """An overlay layer over the base with PACKAGES installed (and MASKED units), built once per recipe."""
+    digest = _recipe_hash(recipe)
+    final = paths.images / f"{name}-{digest}"
     if (final / ".complete").exists():
-        return Image("router", final, (final / "upper", base.path))
-    tmp = paths.images / f"router-{digest}.building"
+        return Image(name, final, (final / "upper", base.path))
+    tmp = paths.images / f"{name}-{digest}.building"
     shutil.rmtree(tmp, ignore_errors=True)
     for sub in ("upper", "work", "merged"):
         (tmp / sub).mkdir(parents=True)
     started = time.monotonic()
-    progress("building the router image layer (FRR)")
+    progress(f"building the {name} image layer ({', '.join(packages)})")
     merged = tmp / "merged"
     run(["mount", "-t", "overlay", "overlay", "-o",
          f"lowerdir={base.path},upperdir={tmp / 'upper'},workdir={tmp / 'work'}", str(merged)])
     try:
-        _nspawn_run(merged, "apt-get", "install", "-y", "-q", "--no-install-recommends", *ROUTER_PACKAGES)
+        _nspawn_run(merged, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages)
         _nspawn_run(merged, "apt-get", "clean")
-        # Routers are wired by the lab; NetworkManager must not touch them.
-        nm = merged / "etc/systemd/system/NetworkManager.service"
-        nm.unlink(missing_ok=True)
-        nm.symlink_to("/dev/null")
+        for unit in masked:
+            link = merged / "etc/systemd/system" / unit
+            link.unlink(missing_ok=True)
+            link.symlink_to("/dev/null")
     finally:
         run(["umount", str(merged)], check=False)
     shutil.rmtree(tmp / "work", ignore_errors=True)
     shutil.rmtree(tmp / "merged", ignore_errors=True)
-    (tmp / ".complete").write_text(json.dumps(router_recipe(base.path.name)))
+    (tmp / ".complete").write_text(json.dumps(recipe))
     tmp.rename(final)
-    _prune_old(paths.images, "router", final.name)
-    progress(f"router image ready in {time.monotonic() - started:.0f} s")
-    return Image("router", final, (final / "upper", base.path))
+    _prune_old(paths.images, name, final.name)
+    progress(f"{name} image ready in {time.monotonic() - started:.0f} s")
+    return Image(name, final, (final / "upper", base.path))
+
+
+def ensure_router(paths: StatePaths, base: Image) -> Image:
+    # Routers are wired by the lab; NetworkManager must not touch them.
+    return _ensure_layer(paths, base, "router", router_recipe(base.path.name), ROUTER_PACKAGES,
+                         masked=("NetworkManager.service",))
+
+
+def ensure_resolver(paths: StatePaths, base: Image) -> Image:
+    """Unbound, run on demand in a client's namespace (anycast-lab resolve); never booted."""
+    return _ensure_layer(paths, base, "resolver", resolver_recipe(base.path.name), RESOLVER_PACKAGES,
+                         masked=("unbound.service", "unbound-resolvconf.service"))
 
 
 def ensure_images(paths: StatePaths) -> dict[str, Image]:
@@ -158,4 +178,4 @@ def ensure_images(paths: StatePaths) -> dict[str, Image]:
     if missing:
         raise LabError(f"missing {', '.join(missing)}: run 'make setup' as root")
     base = ensure_base(paths)
-    return {"server": base, "router": ensure_router(paths, base)}
+    return {"server": base, "router": ensure_router(paths, base), "resolver": ensure_resolver(paths, base)}

@@ -19,10 +19,14 @@ from .topology import Topology, latency_ms
 MAX_RATE = 200
 MAX_DURATION = 600
 MAX_HOPS = 32
+QTYPES = ("SOA", "A", "AAAA", "NS", "MX", "TXT", "DNSKEY", "CNAME")
 
 
 def summarize(records: list[dict], duration_s: float) -> dict:
-    """sent, answered, lost, longest gap (ms without an answer), answers per node."""
+    """sent, answered, lost, longest gap (ms without an answer), answers per node, rcodes.
+
+    Any DNS answer counts as answered (the network delivered it); rcodes and authoritative
+    say what the answers were."""
     sent = len(records)
     answered = [r for r in records if r.get("nsid") is not None or r.get("rcode") is not None]
     per_node: dict[str, int] = {}
@@ -33,12 +37,17 @@ def summarize(records: list[dict], duration_s: float) -> dict:
     edges = [0.0] + [r["t_ms"] for r in answered] + [duration_s * 1000.0]
     gap = max((b - a for a, b in zip(edges, edges[1:], strict=False)), default=0.0) if answered else duration_s * 1000
     rtts = sorted(r["rtt_ms"] for r in answered if r.get("rtt_ms") is not None)
+    rcodes: dict[str, int] = {}
+    for rec in answered:
+        rcodes[rec.get("rcode") or "?"] = rcodes.get(rec.get("rcode") or "?", 0) + 1
     return {
         "sent": sent,
         "answered": len(answered),
         "lost": sent - len(answered),
         "longest_gap_ms": round(gap, 1),
         "answers_per_node": per_node,
+        "rcodes": rcodes,
+        "authoritative": sum(1 for r in answered if r.get("aa")),
         "rtt_ms_median": rtts[len(rtts) // 2] if rtts else None,
     }
 
@@ -111,7 +120,7 @@ def walk_path(topo: Topology, client: str, target: str) -> dict:
 
 
 def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, duration: float = 5.0,
-              timeout: float = 0.5, qname: str = "example.com.", tcp: bool = False) -> dict:
+              timeout: float = 0.5, qname: str = "example.com.", qtype: str = "SOA", tcp: bool = False) -> dict:
     if client not in topo.nodes or topo.nodes[client].kind != "client":
         known = ", ".join(n.name for n in topo.of_kind("client"))
         raise LabError(f"{client!r} is not a client of the lab ({known})")
@@ -127,8 +136,11 @@ def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, d
         raise LabError(f"duration must be in (0, {MAX_DURATION}] seconds")
     if not 0 < timeout <= 5:
         raise LabError("timeout must be in (0, 5] seconds")
+    if qtype.upper() not in QTYPES:
+        raise LabError(f"qtype must be one of {', '.join(QTYPES)}")
     argv = ["env", f"PYTHONPATH={LAB_DIR}", sys.executable, "-m", "anycast_lab.probe_worker", "--target", target,
-            "--rate", str(rate), "--duration", str(duration), "--timeout", str(timeout), "--qname", qname]
+            "--rate", str(rate), "--duration", str(duration), "--timeout", str(timeout), "--qname", qname,
+            "--qtype", qtype.upper()]
     if tcp:
         argv.append("--tcp")
     path_before = walk_path(topo, client, target)
@@ -139,7 +151,8 @@ def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, d
     records = json.loads(proc.stdout)
     path_after = walk_path(topo, client, target)
     summary = summarize(records, duration)
-    summary.update({"client": client, "target": target, "rate": rate, "duration_s": duration,
+    summary.update({"client": client, "target": target, "qname": qname, "qtype": qtype.upper(), "rate": rate,
+                    "duration_s": duration,
                     "proto": "tcp" if tcp else "udp", "path": path_after["path"],
                     "reached": path_after["reached"], "modelled_rtt_ms": path_after["modelled_rtt_ms"],
                     "path_at_start": path_before["path"], "latency_model": "modelled (no netem)"})

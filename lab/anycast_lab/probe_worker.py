@@ -1,4 +1,4 @@
-"""Runs inside a client namespace: fixed-rate SOA queries with the NSID option; JSON records out.
+"""Runs inside a client namespace: fixed-rate queries (SOA by default) with the NSID option; JSON out.
 
 Bounded: at most rate x duration queries, each with its own timeout; never outlives its duration
 by more than one timeout.
@@ -20,8 +20,8 @@ import dns.query
 import dns.rdatatype
 
 
-def one_query(target: str, qname: str, timeout: float, tcp: bool) -> dict:
-    query = dns.message.make_query(qname, dns.rdatatype.SOA, use_edns=0,
+def one_query(target: str, qname: str, timeout: float, tcp: bool, qtype: str = "SOA") -> dict:
+    query = dns.message.make_query(qname, dns.rdatatype.from_text(qtype), use_edns=0,
                                    options=[dns.edns.GenericOption(dns.edns.NSID, b"")])
     query.flags &= ~0x0100  # RD off: an authoritative server is asked
     start = time.monotonic()
@@ -39,7 +39,7 @@ def one_query(target: str, qname: str, timeout: float, tcp: bool) -> dict:
             data = opt.data if hasattr(opt, "data") else opt.nsid
             nsid = bytes(data).decode(errors="replace")
     return {"rtt_ms": round(rtt, 3), "nsid": nsid, "rcode": dns.rcode.to_text(resp.rcode()),
-            "aa": bool(resp.flags & dns.flags.AA)}
+            "aa": bool(resp.flags & dns.flags.AA), "answers": sum(len(rrset) for rrset in resp.answer)}
 
 
 def main() -> int:
@@ -49,6 +49,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, required=True)
     ap.add_argument("--timeout", type=float, default=0.5)
     ap.add_argument("--qname", default="example.com.")
+    ap.add_argument("--qtype", default="SOA")
     ap.add_argument("--tcp", action="store_true")
     args = ap.parse_args()
     socket.setdefaulttimeout(args.timeout)
@@ -59,7 +60,7 @@ def main() -> int:
     t0 = time.monotonic()
 
     def fire(i: int, t_ms: float) -> None:
-        rec = one_query(args.target, args.qname, args.timeout, args.tcp)
+        rec = one_query(args.target, args.qname, args.timeout, args.tcp, args.qtype)
         rec.update({"seq": i, "t_ms": round(t_ms, 1)})
         records[i] = rec
 

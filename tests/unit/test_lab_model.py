@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from anycast_lab import probe, routers
+from anycast_lab import probe, resolver, routers
 from anycast_lab.topology import great_circle_km, latency_ms, load
 from tests.conftest import REPO
 
@@ -116,6 +116,16 @@ def test_probe_summary_counts_losses_and_the_longest_gap():
     assert s["sent"] == 20 and s["answered"] == 10 and s["lost"] == 10
     assert s["longest_gap_ms"] == 1100.0  # last answer at 400 ms, next at 1500 ms
     assert s["answers_per_node"] == {"hkg1": 10}
+    assert s["rcodes"] == {"NOERROR": 10}
+
+
+def test_probe_summary_tells_answers_apart_by_rcode_and_authority():
+    records = [{"t_ms": 0, "nsid": "tyo1", "rcode": "NOERROR", "aa": True, "rtt_ms": 1.0},
+               {"t_ms": 100, "nsid": "tyo1", "rcode": "REFUSED", "aa": False, "rtt_ms": 1.0},
+               {"t_ms": 200, "nsid": None, "rcode": None, "rtt_ms": None}]
+    s = probe.summarize(records, 0.3)
+    assert s["answered"] == 2 and s["lost"] == 1
+    assert s["rcodes"] == {"NOERROR": 1, "REFUSED": 1} and s["authoritative"] == 1
 
 
 def test_probe_refuses_non_lab_targets_and_unbounded_runs():
@@ -125,3 +135,26 @@ def test_probe_refuses_non_lab_targets_and_unbounded_runs():
         probe.run_probe(TOPO, client="cl-hkg", target="203.0.113.53", rate=10_000)
     with pytest.raises(Exception, match="duration"):
         probe.run_probe(TOPO, client="cl-hkg", target="203.0.113.53", duration=3600)
+
+
+def test_probe_refuses_unknown_query_types():
+    with pytest.raises(Exception, match="qtype"):
+        probe.run_probe(TOPO, client="cl-hkg", target="203.0.113.53", qtype="AXFR")
+
+
+def test_the_resolver_asks_only_the_lab_for_the_given_zones():
+    conf = resolver.unbound_conf(["example.com", "example.net."], ["203.0.113.53", "2001:db8:53::1"])
+    stubs = re.findall(r'stub-zone:\n    name: "([^"]+)"\n((?:    stub-addr: \S+\n)+)', conf)
+    assert [(name, addrs.split()) for name, addrs in stubs] == [
+        (".", ["stub-addr:", "127.0.0.1"]),
+        ("example.com.", ["stub-addr:", "203.0.113.53", "stub-addr:", "2001:db8:53::1"]),
+        ("example.net.", ["stub-addr:", "203.0.113.53", "stub-addr:", "2001:db8:53::1"]),
+    ]
+    assert "do-not-query-localhost: yes" in conf and "interface: 127.0.0.1" in conf
+    assert "trust-anchor-file:" in conf and "auto-trust-anchor-file" not in conf
+    with pytest.raises(Exception, match="not an address of the lab"):
+        resolver.resolve(TOPO, None, client="cl-hkg", anchors="x", zones=["example.com"],
+                         questions=[("example.com", "A")], stubs=["9.9.9.9"])
+    with pytest.raises(Exception, match="not a client"):
+        resolver.resolve(TOPO, None, client="hkg1", anchors="x", zones=["example.com"],
+                         questions=[("example.com", "A")])
