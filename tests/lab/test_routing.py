@@ -7,39 +7,40 @@ Until the health-check role exists, the lab inventory announces the aggregates s
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
-import re
-import subprocess
 import time
 
 import pytest
-import yaml
 
-from tests.conftest import BIN, REPO, run_playbook
+from tests.conftest import run_playbook
 from tests.lab.conftest import lab_cli
+from tests.lab.fleet import (
+    INVENTORY,
+    NEAREST_POP,
+    POP_OF,
+    SERVERS,
+    SERVICE,
+    all_up,
+    converge,
+    established_and_bfd_up,
+    host_vars,
+    probe,
+    recap,
+    sh,
+    upstreams,
+    vtysh,
+    vtysh_json,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
-INVENTORY = REPO / "inventories/lab"
-SERVERS = ["hkg1", "hkg2", "tyo1", "fra1", "gru1"]
-POP_OF = {"hkg1": "hkg", "hkg2": "hkg", "tyo1": "tyo", "fra1": "fra", "gru1": "gru"}
 AGGREGATES = {4: "203.0.113.0/24", 6: "2001:db8:53::/48"}
-SERVICE = {4: "203.0.113.53", 6: "2001:db8:53::1"}
 OUR_ASN = 65053
 # The upstream router at the other end of each server's session, by upstream name.
 ROUTER_OF = {"transit": {"hkg1": "tr-hkg", "hkg2": "tr-hkg", "tyo1": "tr-tyo", "fra1": "tr-fra", "gru1": "tr-gru"},
              "hkix": {"hkg1": "rs-hkix", "hkg2": "rs-hkix"}}
-
-
-@functools.cache
-def host_vars(server: str) -> dict:
-    return yaml.safe_load((INVENTORY / "host_vars" / f"{server}.yml").read_text())
-
-
-def upstreams(server: str) -> list[dict]:
-    return host_vars(server)["anycast_upstreams"]
 
 
 def sessions() -> list[tuple[str, str, str, int, str]]:
@@ -60,31 +61,6 @@ def _same_subnet(cidr: str, addr: str) -> bool:
     return ipaddress.ip_address(addr) in ipaddress.ip_interface(cidr).network
 
 
-def vtysh(node: str, *commands: str, check: bool = True) -> str:
-    """vtysh in a node; with check=False, '' while FRR is not (yet) running."""
-    args = []
-    for cmd in commands:
-        args += ["-c", cmd]
-    proc = lab_cli("exec", node, "--", "vtysh", *args, timeout=60, check=check)
-    return proc.stdout if proc.returncode == 0 else ""
-
-
-def vtysh_json(node: str, command: str, check: bool = True) -> dict:
-    return json.loads(vtysh(node, command, check=check) or "{}")
-
-
-def sh(node: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
-    return lab_cli("exec", node, "--", "sh", "-c", command, timeout=120, check=check)
-
-
-def recap(output: str) -> dict[str, dict[str, int]]:
-    """PLAY RECAP lines -> {host: {ok, changed, failed, ...}}."""
-    out = {}
-    for m in re.finditer(r"^(\S+)\s+: ((?:\w+=\d+\s*)+)$", output, re.M):
-        out[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-    return out
-
-
 def received(router: str, fam: int, neighbor: str) -> dict:
     """What the router received from one neighbour, before its inbound filter (soft-reconfiguration)."""
     afi = "ipv4" if fam == 4 else "ipv6"
@@ -92,44 +68,11 @@ def received(router: str, fam: int, neighbor: str) -> dict:
     return data.get("receivedRoutes", {})
 
 
-def wait_for(predicate, timeout: float, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = predicate()
-    return value
-
-
-def established_and_bfd_up(server: str) -> dict[str, str]:
-    """Each upstream address of SERVER -> problem ('' when Established and BFD up)."""
-    neighbors = vtysh_json(server, "show bgp neighbors json", check=False)
-    peers = {p["peer"]: p["status"] for p in json.loads(vtysh(server, "show bfd peers json", check=False) or "[]")}
-    out = {}
-    for up in upstreams(server):
-        for fam in (4, 6):
-            addr = up[f"ipv{fam}"]
-            state = neighbors.get(addr, {}).get("bgpState", "absent")
-            bfd = peers.get(addr, "absent")
-            out[addr] = "" if (state == "Established" and bfd == "up") else f"bgp {state}, bfd {bfd}"
-    return out
-
-
-def all_up() -> dict[str, dict[str, str]]:
-    bad = {s: {a: p for a, p in established_and_bfd_up(s).items() if p} for s in SERVERS}
-    return {s: v for s, v in bad.items() if v}
-
-
 @pytest.fixture(scope="module")
 def converged(lab_up):
     """site.yml on a fresh lab, then again (idempotence), then in check mode."""
-    runs = {}
-    for name, extra in (("first", ()), ("second", ()), ("check", ("--check",))):
-        started = time.monotonic()
-        proc = run_playbook("site.yml", INVENTORY, *extra, timeout=1200)
-        runs[name] = {"rc": proc.returncode, "seconds": time.monotonic() - started, "recap": recap(proc.stdout),
-                      "output": proc.stdout[-4000:] + proc.stderr[-2000:]}
-        print(f"\n[routing] site.yml {name} run: rc={proc.returncode} in {runs[name]['seconds']:.1f} s")
+    runs = {name: converge(*extra, label=f"routing, {name} run")
+            for name, extra in (("first", ()), ("second", ()), ("check", ("--check",)))}
     assert runs["first"]["rc"] == 0, runs["first"]["output"]
     # Sessions come up within a few seconds of the first converge.
     assert wait_for(lambda: not all_up(), 60, 2), all_up()
@@ -161,34 +104,12 @@ def test_kernel_settings_and_service_addresses_in_place(converged):
         assert "203.0.113.53/32" in out[3] and "2001:db8:53::1/128" in out[3], (server, out[3])
 
 
-@pytest.fixture(scope="module")
-def responders(converged):
-    """A test responder (NSID = server name) on both service addresses of every server, 120 s at most."""
-    procs = []
-    for server in SERVERS:
-        for fam in (4, 6):
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", f"alab-{server}", str(BIN / "python"), "-m", "anycast_lab.responder",
-                 "--address", SERVICE[fam], "--identity", server, "--lifetime", "120"],
-                stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": str(REPO / "lab"), "PATH": "/usr/bin:/bin"})
-            assert proc.stdout.readline().strip() == "ready"
-            procs.append(proc)
-    yield
-    for proc in procs:
-        proc.terminate()
-        proc.wait(10)
-
-
-NEAREST_POP = {"cl-hkg": "hkg", "cl-syd": "hkg", "cl-tyo": "tyo", "cl-lax": "tyo", "cl-lon": "fra", "cl-gru": "gru"}
-
-
 @pytest.mark.parametrize("fam", [4, 6])
-def test_each_region_is_answered_by_its_nearest_pop(responders, fam):
+def test_each_region_is_answered_by_its_nearest_pop(converged, fam):
+    # Knot answers on every PoP server with NSID = the server's name.
     answered = {}
     for client, pop in NEAREST_POP.items():
-        proc = lab_cli("probe", "--from", client, "--target", SERVICE[fam], "--rate", "10", "--duration", "1",
-                       "--json")
-        summary = json.loads(proc.stdout)["summary"]
+        summary = probe(client, SERVICE[fam])
         assert summary["lost"] == 0, (client, summary)
         answered[client] = {POP_OF[node] for node in summary["answers_per_node"]}
         assert answered[client] == {pop}, (client, summary["answers_per_node"], summary["path"])

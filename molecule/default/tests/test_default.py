@@ -31,6 +31,7 @@ def test_apt_goes_through_the_lab_cache(host):
 # --- PoP servers: sysctl_tuning, anycast_loopback, frr_bgp ------------------------------------
 
 import json  # noqa: E402
+import re  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -68,3 +69,29 @@ def test_frr_runs_bgpd_and_bfdd_with_every_session_up(pop_server):
     assert neighbors and {n["bgpState"] for n in neighbors.values()} == {"Established"}
     peers = json.loads(pop_server.check_output("vtysh -c 'show bfd peers json'"))
     assert len(peers) == len(neighbors) and {p["status"] for p in peers} == {"up"}
+
+
+# --- knot_dns: PoP servers (secondaries) and the hidden primary -------------------------------
+
+
+def test_knot_answers_authoritatively_with_the_node_name_as_nsid(pop_server):
+    assert pop_server.service("knot").is_running and pop_server.service("knot").is_enabled
+    for path in ("/etc/knot/knot.conf", "/etc/knot/tsig.conf"):
+        conf = pop_server.file(path)
+        assert conf.mode == 0o640 and conf.user == "root" and conf.group == "knot", path
+    assert "secret" not in pop_server.file("/etc/knot/knot.conf").content_string
+    name = pop_server.backend.get_hostname()
+    for address in ("203.0.113.53", "2001:db8:53::1"):
+        out = pop_server.check_output(f"dig +norec +nsid @{address} example.com SOA")
+        assert "status: NOERROR" in out and " aa" in out and f'("{name}")' in out, out
+
+
+def test_the_primary_signs_and_listens_only_on_its_unicast_address(host):
+    if host.backend.get_hostname() != "primary1":
+        pytest.skip("not the hidden primary")
+    assert host.service("knot").is_running
+    listen = host.check_output("knotc conf-read server.listen")
+    assert listen == "server.listen = 198.18.0.50@53", listen
+    for zone in ("example.com", "example.net"):
+        out = host.check_output(f"dig +dnssec +norec @198.18.0.50 {zone} DNSKEY")
+        assert "RRSIG" in out and re.search(r"DNSKEY\s+257 3 13 ", out), out  # a KSK, ECDSA P-256

@@ -1,0 +1,108 @@
+"""What the lab tests share: the fleet as the lab inventory describes it, and helpers that look
+inside the lab's machines."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import subprocess
+import time
+
+import yaml
+
+from tests.conftest import BIN, REPO, run_playbook
+from tests.lab.conftest import lab_cli
+
+INVENTORY = REPO / "inventories/lab"
+SERVERS = ["hkg1", "hkg2", "tyo1", "fra1", "gru1"]
+POP_OF = {"hkg1": "hkg", "hkg2": "hkg", "tyo1": "tyo", "fra1": "fra", "gru1": "gru"}
+SERVICE = {4: "203.0.113.53", 6: "2001:db8:53::1"}
+# The PoP each client region reaches through the lab's Internet (lab/topology.yml).
+NEAREST_POP = {"cl-hkg": "hkg", "cl-syd": "hkg", "cl-tyo": "tyo", "cl-lax": "tyo", "cl-lon": "fra", "cl-gru": "gru"}
+
+
+@functools.cache
+def host_vars(server: str) -> dict:
+    return yaml.safe_load((INVENTORY / "host_vars" / f"{server}.yml").read_text())
+
+
+def upstreams(server: str) -> list[dict]:
+    return host_vars(server)["anycast_upstreams"]
+
+
+def vtysh(node: str, *commands: str, check: bool = True) -> str:
+    """vtysh in a node; with check=False, '' while FRR is not (yet) running."""
+    args = []
+    for cmd in commands:
+        args += ["-c", cmd]
+    proc = lab_cli("exec", node, "--", "vtysh", *args, timeout=60, check=check)
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def vtysh_json(node: str, command: str, check: bool = True) -> dict:
+    return json.loads(vtysh(node, command, check=check) or "{}")
+
+
+def sh(node: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    return lab_cli("exec", node, "--", "sh", "-c", command, timeout=120, check=check)
+
+
+def client_python(client: str, code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Python (the test venv's, with dnspython) inside a client's network namespace."""
+    return lab_cli("exec", client, "--", str(BIN / "python"), "-c", code, timeout=timeout, check=False)
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP lines -> {host: {ok, changed, failed, ...}}."""
+    out = {}
+    for m in re.finditer(r"^(\S+)\s+: ((?:\w+=\d+\s*)+)$", output, re.M):
+        out[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+    return out
+
+
+def wait_for(predicate, timeout: float, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+def established_and_bfd_up(server: str) -> dict[str, str]:
+    """Each upstream address of SERVER -> problem ('' when Established and BFD up)."""
+    neighbors = vtysh_json(server, "show bgp neighbors json", check=False)
+    peers = {p["peer"]: p["status"] for p in json.loads(vtysh(server, "show bfd peers json", check=False) or "[]")}
+    out = {}
+    for up in upstreams(server):
+        for fam in (4, 6):
+            addr = up[f"ipv{fam}"]
+            state = neighbors.get(addr, {}).get("bgpState", "absent")
+            bfd = peers.get(addr, "absent")
+            out[addr] = "" if (state == "Established" and bfd == "up") else f"bgp {state}, bfd {bfd}"
+    return out
+
+
+def all_up() -> dict[str, dict[str, str]]:
+    bad = {s: {a: p for a, p in established_and_bfd_up(s).items() if p} for s in SERVERS}
+    return {s: v for s, v in bad.items() if v}
+
+
+def converge(*extra: str, label: str = "lab") -> dict:
+    """site.yml on the lab; rc, seconds, recap and the output's tail."""
+    started = time.monotonic()
+    proc = run_playbook("site.yml", INVENTORY, *extra, timeout=1200)
+    run = {"rc": proc.returncode, "seconds": time.monotonic() - started, "recap": recap(proc.stdout),
+           "stdout": proc.stdout, "output": proc.stdout[-4000:] + proc.stderr[-2000:]}
+    print(f"\n[{label}] site.yml {' '.join(extra)}: rc={proc.returncode} in {run['seconds']:.1f} s")
+    return run
+
+
+def probe(client: str, target: str, *, rate: float = 10, duration: float = 1, qname: str = "example.com.",
+          qtype: str = "SOA", tcp: bool = False) -> dict:
+    args = ["probe", "--from", client, "--target", target, "--rate", str(rate), "--duration", str(duration),
+            "--qname", qname, "--qtype", qtype, "--json"]
+    if tcp:
+        args.append("--tcp")
+    return json.loads(lab_cli(*args).stdout)["summary"]
