@@ -79,7 +79,7 @@ def test_knot_answers_authoritatively_with_the_node_name_as_nsid(pop_server):
     for path in ("/etc/knot/knot.conf", "/etc/knot/tsig.conf"):
         conf = pop_server.file(path)
         assert conf.mode == 0o640 and conf.user == "root" and conf.group == "knot", path
-    assert "secret" not in pop_server.file("/etc/knot/knot.conf").content_string
+    assert "secret:" not in pop_server.file("/etc/knot/knot.conf").content_string
     name = pop_server.backend.get_hostname()
     for address in ("203.0.113.53", "2001:db8:53::1"):
         out = pop_server.check_output(f"dig +norec +nsid @{address} example.com SOA")
