@@ -161,6 +161,9 @@ def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, d
 
 def format_summary(s: dict) -> str:
     nodes = ", ".join(f"{k}={v}" for k, v in sorted(s["answers_per_node"].items())) or "none"
-    return (f"{s['client']} -> {s['target']} ({s['proto']}, {s['rate']:g}/s for {s['duration_s']:g} s): "
+    rcodes = ", ".join(f"{k}={v}" for k, v in sorted(s["rcodes"].items())) or "none"
+    query = f"{s.get('qtype', 'SOA')} {s.get('qname', 'example.com.')}"
+    return (f"{s['client']} -> {s['target']} ({query}, {s['proto']}, {s['rate']:g}/s for {s['duration_s']:g} s): "
             f"sent {s['sent']}, answered {s['answered']}, lost {s['lost']}, longest gap {s['longest_gap_ms']} ms; "
-            f"answers: {nodes}; path {' > '.join(s['path'])}; modelled RTT {s['modelled_rtt_ms']} ms")
+            f"answers: {nodes}; rcodes: {rcodes}, authoritative {s['authoritative']}; "
+            f"path {' > '.join(s['path'])}; modelled RTT {s['modelled_rtt_ms']} ms")

@@ -126,6 +126,10 @@ def test_probe_summary_tells_answers_apart_by_rcode_and_authority():
     s = probe.summarize(records, 0.3)
     assert s["answered"] == 2 and s["lost"] == 1
     assert s["rcodes"] == {"NOERROR": 1, "REFUSED": 1} and s["authoritative"] == 1
+    s.update({"client": "cl-tyo", "target": "203.0.113.53", "qname": "example.com.", "qtype": "A", "proto": "udp",
+              "rate": 10, "duration_s": 0.3, "path": ["cl-tyo", "isp-tyo"], "modelled_rtt_ms": 1.0})
+    assert "(A example.com., udp," in probe.format_summary(s)
+    assert "rcodes: NOERROR=1, REFUSED=1, authoritative 1" in probe.format_summary(s)
 
 
 def test_probe_refuses_non_lab_targets_and_unbounded_runs():
