@@ -121,15 +121,8 @@ def walk_path(topo: Topology, client: str, target: str) -> dict:
 
 def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, duration: float = 5.0,
               timeout: float = 0.5, qname: str = "example.com.", qtype: str = "SOA", tcp: bool = False) -> dict:
-    if client not in topo.nodes or topo.nodes[client].kind != "client":
-        known = ", ".join(n.name for n in topo.of_kind("client"))
-        raise LabError(f"{client!r} is not a client of the lab ({known})")
-    try:
-        ipaddress.ip_address(target)
-    except ValueError as exc:
-        raise LabError(f"target {target!r} is not an IP address") from exc
-    if not topo.contains(target):
-        raise LabError(f"target {target} is not an address of the lab; probes only query the lab")
+    node = topo.client(client)
+    topo.require_lab_address(target, "target", "probes only query the lab")
     if not 0 < rate <= MAX_RATE:
         raise LabError(f"rate must be in (0, {MAX_RATE}] queries per second")
     if not 0 < duration <= MAX_DURATION:
@@ -145,7 +138,7 @@ def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, d
         argv.append("--tcp")
     path_before = walk_path(topo, client, target)
     try:
-        proc = run(argv, netns=topo.nodes[client].netns, timeout=duration + timeout + 30, check=True)
+        proc = run(argv, netns=node.netns, timeout=duration + timeout + 30, check=True)
     except subprocess.TimeoutExpired as exc:  # pragma: no cover - run() converts it
         raise LabError("probe worker timed out") from exc
     records = json.loads(proc.stdout)

@@ -13,7 +13,6 @@ removed on the way out (and by `anycast-lab down` if this process is killed).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import shutil
 import signal
@@ -25,7 +24,7 @@ from pathlib import Path
 from .images import ensure_base, ensure_resolver
 from .paths import LAB_DIR, PREFIX, StatePaths
 from .shell import LabError, run
-from .topology import Topology
+from .topology import Node, Topology
 
 MAX_LIFETIME = 300
 DEFAULT_STUBS = ("203.0.113.53", "2001:db8:53::1")
@@ -63,28 +62,23 @@ def unbound_conf(zones: list[str], stubs: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _check(topo: Topology, client: str, stubs: list[str], lifetime: float) -> None:
-    if client not in topo.nodes or topo.nodes[client].kind != "client":
-        known = ", ".join(n.name for n in topo.of_kind("client"))
-        raise LabError(f"{client!r} is not a client of the lab ({known})")
+def _check(topo: Topology, client: str, stubs: list[str], lifetime: float) -> Node:
+    """The client node, once CLIENT, the stub addresses and the lifetime are fit to run."""
+    node = topo.client(client)
     for addr in stubs:
-        try:
-            ipaddress.ip_address(addr)
-        except ValueError as exc:
-            raise LabError(f"stub address {addr!r} is not an IP address") from exc
-        if not topo.contains(addr):
-            raise LabError(f"stub address {addr} is not an address of the lab; the resolver only asks the lab")
+        topo.require_lab_address(addr, "stub address", "the resolver only asks the lab")
     if not 0 < lifetime <= MAX_LIFETIME:
         raise LabError(f"lifetime must be in (0, {MAX_LIFETIME}] seconds")
-    if not Path(f"/run/netns/{topo.nodes[client].netns}").exists():
+    if not Path(f"/run/netns/{node.netns}").exists():
         raise LabError(f"{client} is not running (is the lab up?)")
+    return node
 
 
 def resolve(topo: Topology, paths: StatePaths, *, client: str, anchors: str, zones: list[str],
             questions: list[tuple[str, str]], stubs: list[str] | None = None, lifetime: float = 60.0) -> dict:
     """Start Unbound in CLIENT's namespace, ask QUESTIONS (name, type), stop it. Returns the answers."""
     stubs = list(stubs or DEFAULT_STUBS)
-    _check(topo, client, stubs, lifetime)
+    node = _check(topo, client, stubs, lifetime)
     if not anchors.strip():
         raise LabError("no trust anchor given: a validating resolver needs the zone's DS or DNSKEY")
     image = ensure_resolver(paths, ensure_base(paths))
@@ -107,7 +101,7 @@ def resolve(topo: Topology, paths: StatePaths, *, client: str, anchors: str, zon
             proc = subprocess.Popen(
                 ["timeout", "-s", "TERM", str(int(lifetime)), "systemd-nspawn", "--quiet", "--keep-unit",
                  "--register=no", f"--machine={PREFIX}resolver-{client}", "-D", str(root),
-                 f"--network-namespace-path=/run/netns/{topo.nodes[client].netns}", "--resolv-conf=off",
+                 f"--network-namespace-path=/run/netns/{node.netns}", "--resolv-conf=off",
                  "--timezone=off", "--link-journal=no", "--", "/usr/sbin/unbound", "-d", "-c", "/etc/unbound/lab.conf"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         argv = ["env", f"PYTHONPATH={LAB_DIR}", sys.executable, "-m", "anycast_lab.resolve_worker",
@@ -115,7 +109,7 @@ def resolve(topo: Topology, paths: StatePaths, *, client: str, anchors: str, zon
         for name, qtype in questions:
             argv += ["--question", f"{name} {qtype}"]
         started = time.monotonic()
-        done = run(argv, netns=topo.nodes[client].netns, timeout=lifetime + 10, check=False)
+        done = run(argv, netns=node.netns, timeout=lifetime + 10, check=False)
         if done.returncode != 0:
             raise LabError(f"resolver queries failed: {done.stderr.strip()}\n{_tail(log)}")
         answers = json.loads(done.stdout)

@@ -117,6 +117,24 @@ class Topology:
         return addr in self.mgmt_prefix
 
 
+    def client(self, name: str) -> Node:
+        """The client node NAME; a LabError naming the clients when it is not one."""
+        node = self.nodes.get(name)
+        if node is None or node.kind != "client":
+            known = ", ".join(n.name for n in self.of_kind("client"))
+            raise LabError(f"{name!r} is not a client of the lab ({known})")
+        return node
+
+    def require_lab_address(self, address: str, what: str, why: str) -> None:
+        """A LabError unless ADDRESS is an IP address the lab owns: traffic only ever goes there."""
+        try:
+            ipaddress.ip_address(address)
+        except ValueError as exc:
+            raise LabError(f"{what} {address!r} is not an IP address") from exc
+        if not self.contains(address):
+            raise LabError(f"{what} {address} is not an address of the lab; {why}")
+
+
 def great_circle_km(a: dict, b: dict) -> float:
     lat1, lon1, lat2, lon2 = map(math.radians, (a["lat"], a["lon"], b["lat"], b["lon"]))
     h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
