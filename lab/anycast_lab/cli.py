@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from . import engine, faults, probe, resolver, routers
+from . import engine, faults, probe, resolver, routers, supervise
 from .paths import state_paths
 from .shell import LabError
 from .topology import load
@@ -76,6 +76,19 @@ def _cmd_reboot(args) -> int:
     return 0
 
 
+def _cmd_poweroff(args) -> int:
+    engine.poweroff(load(), args.node, max_off=args.max_off)
+    print(f"{args.node} powered off (links silent, every process killed); power on with "
+          f"'anycast-lab poweron {args.node}' (it comes back by itself after {args.max_off:.0f} s)")
+    return 0
+
+
+def _cmd_poweron(args) -> int:
+    took = engine.poweron(load(), args.node)
+    print(f"{args.node} powered on and running in {took:.1f} s")
+    return 0
+
+
 def _cmd_silence(args) -> int:
     topo = load()
     if args.off:
@@ -125,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("type", nargs="?", default="A")
     rb = sub.add_parser("reboot", help="reboot a machine from inside and wait until it runs again")
     rb.add_argument("node")
+    po = sub.add_parser("poweroff", help="pull a machine's plug: links silent, every process killed at once")
+    po.add_argument("node")
+    po.add_argument("--max-off", type=float, default=300.0,
+                    help="seconds after which the machine powers on by itself (max %d)" % supervise.MAX_OFF_S)
+    pn = sub.add_parser("poweron", help="power a machine on again after poweroff and wait until it runs")
+    pn.add_argument("node")
     si = sub.add_parser("silence", help="make a machine's link silent: carrier up, every frame dropped")
     si.add_argument("node")
     si.add_argument("iface")
@@ -134,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 HANDLERS = {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status, "exec": _cmd_exec, "probe": _cmd_probe,
-            "resolve": _cmd_resolve, "reboot": _cmd_reboot, "silence": _cmd_silence, "gen-routers": _cmd_gen_routers}
+            "resolve": _cmd_resolve, "reboot": _cmd_reboot, "poweroff": _cmd_poweroff, "poweron": _cmd_poweron,
+            "silence": _cmd_silence, "gen-routers": _cmd_gen_routers}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import aptcache, routers, supervise
+from . import aptcache, faults, routers, supervise
 from .images import Image, ensure_images
 from .paths import PREFIX, ROUTER_CONFIG_DIR, TOPOLOGY_FILE, StatePaths, state_paths
 from .shell import LabError, processes, progress, run
@@ -350,7 +350,7 @@ def _start_machine(topo: Topology, node: Node, image: Image, paths: StatePaths, 
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
                SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
     proc = subprocess.Popen(
-        [sys.executable, "-m", supervise.MARK, node.name, node.netns, "--", *nspawn],
+        [sys.executable, "-m", supervise.MARK, node.name, node.netns, "--state", str(base), "--", *nspawn],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     log.close()
     return proc.pid
@@ -517,3 +517,60 @@ def reboot(topo: Topology, name: str, timeout: float = BOOT_TIMEOUT_S) -> float:
             return time.monotonic() - started
         time.sleep(0.3)
     raise LabError(f"{name} not running again {timeout:.0f} s after its reboot")
+
+
+def _running_machine(topo: Topology, name: str) -> tuple[Node, int]:
+    node = topo.nodes.get(name)
+    if node is None or not node.is_machine:
+        raise LabError(f"{name!r} is not a machine of the lab")
+    pid = nspawn_pids().get(name)
+    if pid is None or name not in supervisor_pids():
+        raise LabError(f"{name} is not running (is the lab up?)")
+    return node, pid
+
+
+def poweroff(topo: Topology, name: str, paths: StatePaths | None = None, max_off: float = 300) -> None:
+    """Pull the plug of a machine: every link goes silent (carrier up, nothing in or out, as
+    behind a switch) and every process of the machine dies at once, so nothing says goodbye:
+    no BGP NOTIFICATION, no last BFD packet. `poweron` boots it again; so does the supervisor
+    by itself after MAX_OFF seconds."""
+    node, pid = _running_machine(topo, name)
+    paths = paths or state_paths()
+    leader = leader_pid(pid)
+    if leader is None:
+        raise LabError(f"{name} has no running init to stop")
+    marker = paths.machines / name / supervise.POWERED_OFF
+    marker.write_text(f"{time.time() + min(max_off, supervise.MAX_OFF_S):.0f}\n")
+    for iface in [i.name for i in node.interfaces] + (["mgmt0"] if node.mgmt is not None else []):
+        faults.silence(topo, name, iface)
+    os.kill(leader, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while nspawn_pids().get(name) == pid and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if nspawn_pids().get(name) == pid:
+        raise LabError(f"{name} still running 30 s after its power was cut")
+
+
+def poweron(topo: Topology, name: str, paths: StatePaths | None = None, timeout: float = BOOT_TIMEOUT_S) -> float:
+    """Power a machine on again after `poweroff` and wait until it runs. Returns seconds."""
+    node = topo.nodes.get(name)
+    if node is None or not node.is_machine:
+        raise LabError(f"{name!r} is not a machine of the lab")
+    paths = paths or state_paths()
+    marker = paths.machines / name / supervise.POWERED_OFF
+    if name not in supervisor_pids():
+        raise LabError(f"{name} has no supervisor (is the lab up?)")
+    started = time.monotonic()
+    for iface in faults.silenced(topo, name):
+        faults.restore(topo, name, iface)
+    if marker.exists():
+        marker.unlink()
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        pids = nspawn_pids()
+        if name not in supervisor_pids():
+            raise LabError(f"{name} did not power on (see its console.log)")
+        if machine_state(node, pids) == "running":
+            return time.monotonic() - started
+        time.sleep(0.3)
+    raise LabError(f"{name} not running {timeout:.0f} s after power on")

@@ -8,17 +8,27 @@ route that the kernel did not create itself (routes of FRR, keepalived, NetworkM
 Whatever the machine configures persistently must then come back on its own: that is what a
 reboot test proves.
 
-Any other exit status (poweroff, SIGTERM from `anycast-lab down`, a crash) ends the supervisor.
+`anycast-lab poweroff` pulls the plug: it leaves a marker file (POWERED_OFF in the machine's
+state directory) and kills every process of the machine at once. The supervisor then waits,
+without a machine, until `anycast-lab poweron` removes the marker (or the marker's own deadline
+passes), clears the volatile network state as a reboot would, and boots the machine again.
+
+Any other exit status (poweroff from inside, SIGTERM from `anycast-lab down`, a crash) ends the
+supervisor.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 REBOOT_STATUS = 133
 MARK = "anycast_lab.supervise"
+POWERED_OFF = "powered-off"
+MAX_OFF_S = 600
 
 
 def _ip(netns: str, *args: str) -> subprocess.CompletedProcess:
@@ -39,16 +49,41 @@ def reset_volatile_network(netns: str) -> None:
             _ip(netns, family, "route", "flush", "table", "all", "proto", proto)
 
 
+def wait_powered_on(marker: str) -> None:
+    """While MARKER exists (the machine is powered off), wait; bounded by its deadline."""
+    try:
+        with open(marker, encoding="utf-8") as fh:
+            deadline = float(fh.read().strip() or 0)
+    except (OSError, ValueError):
+        deadline = 0.0
+    deadline = min(deadline, time.time() + MAX_OFF_S)
+    while os.path.exists(marker) and time.time() < deadline:
+        time.sleep(0.1)
+    if os.path.exists(marker):
+        print("[supervise] powered off for longer than allowed; powering on again", flush=True)
+        os.unlink(marker)
+
+
 def main(argv: list[str]) -> int:
-    """supervise NODE NETNS -- systemd-nspawn ARGS..."""
+    """supervise NODE NETNS [--state DIR] -- systemd-nspawn ARGS..."""
+    state_dir = None
+    if len(argv) >= 4 and argv[2] == "--state":
+        state_dir, argv = argv[3], argv[:2] + argv[4:]
     if len(argv) < 4 or argv[2] != "--":
-        print(f"usage: python -m {MARK} NODE NETNS -- systemd-nspawn ...", file=sys.stderr)
+        print(f"usage: python -m {MARK} NODE NETNS [--state DIR] -- systemd-nspawn ...", file=sys.stderr)
         return 2
     node, netns, nspawn = argv[0], argv[1], argv[3:]
+    marker = os.path.join(state_dir, POWERED_OFF) if state_dir else None
     boots = 0
     while True:
         boots += 1
         status = subprocess.call(nspawn)  # noqa: S603 - argv built by the engine
+        if marker and os.path.exists(marker):
+            print(f"[supervise] {node} powered off (boot {boots} ended with status {status})", flush=True)
+            wait_powered_on(marker)
+            print(f"[supervise] {node} powered on; resetting its volatile network state", flush=True)
+            reset_volatile_network(netns)
+            continue
         if status != REBOOT_STATUS:
             return status
         print(f"[supervise] {node} rebooted (boot {boots}); resetting its volatile network state", flush=True)
