@@ -59,7 +59,7 @@ BROKEN = [
      "anycast_zones[1].name", "example..net"),
     ("group_vars/all/bgp.yml", "detect_multiplier: 3", "detect_multiplier: 300", "tyo1",
      "anycast_bfd_profiles.upstream.detect_multiplier", "300"),
-    ("group_vars/all/health.yml", "timeout: 0.5", "timeout: 1.5", "hkg2", "anycast_health.timeout", "1.5"),
+    ("group_vars/all/health.yml", "timeout: 0.3", "timeout: 1.5", "hkg2", "anycast_health.timeout", "1.5"),
     ("group_vars/all/health.yml", "rise: 3", "rise: 0", "hkg2", "anycast_health.rise", "0"),
     ("group_vars/all/service.yml", "anycast_asn: 65053", "anycast_asn: 23456", "hkg1", "anycast_asn", "23456"),
     ("host_vars/fra1.yml", '    password: "{{ vault_anycast_bgp_passwords.fra1.transit }}"\n', "", "fra1",

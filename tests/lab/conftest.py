@@ -36,9 +36,15 @@ def mem_used_mib() -> int:
 
 @pytest.fixture(scope="module")
 def lab_up():
-    """The lab, up for the tests of one module; down afterwards, with nothing left behind."""
+    """The lab, up for the tests of one module; down afterwards, with nothing left behind.
+
+    ANYCAST_LAB_KEEP=1 (a developer's loop, never CI): reuse a lab that is up and leave it up."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
+    if os.environ.get("ANYCAST_LAB_KEEP") == "1":
+        if all(n["state"] == "running" for n in status() if n.get("kind") != "client") and status():
+            yield {"up_s": 0.0, "mem_mib": 0}
+            return
     lab_cli("down", timeout=120)
     before = mem_used_mib()
     started = time.monotonic()
@@ -46,6 +52,8 @@ def lab_up():
     info = {"up_s": time.monotonic() - started, "mem_mib": mem_used_mib() - before}
     print(f"\n[lab] up in {info['up_s']:.1f} s, lab memory ~{info['mem_mib']} MiB")
     yield info
+    if os.environ.get("ANYCAST_LAB_KEEP") == "1":
+        return
     started = time.monotonic()
     lab_cli("down", timeout=120)
     print(f"\n[lab] down in {time.monotonic() - started:.1f} s")

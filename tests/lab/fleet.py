@@ -4,6 +4,7 @@ inside the lab's machines."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import re
 import subprocess
@@ -18,6 +19,11 @@ INVENTORY = REPO / "inventories/lab"
 SERVERS = ["hkg1", "hkg2", "tyo1", "fra1", "gru1"]
 POP_OF = {"hkg1": "hkg", "hkg2": "hkg", "tyo1": "tyo", "fra1": "fra", "gru1": "gru"}
 SERVICE = {4: "203.0.113.53", 6: "2001:db8:53::1"}
+AGGREGATES = {4: "203.0.113.0/24", 6: "2001:db8:53::/48"}
+OUR_ASN = 65053
+# The upstream router at the other end of each server's session, by upstream name.
+ROUTER_OF = {"transit": {"hkg1": "tr-hkg", "hkg2": "tr-hkg", "tyo1": "tr-tyo", "fra1": "tr-fra", "gru1": "tr-gru"},
+             "hkix": {"hkg1": "rs-hkix", "hkg2": "rs-hkix"}}
 # The PoP each client region reaches through the lab's Internet (lab/topology.yml).
 NEAREST_POP = {"cl-hkg": "hkg", "cl-syd": "hkg", "cl-tyo": "tyo", "cl-lax": "tyo", "cl-lon": "fra", "cl-gru": "gru"}
 
@@ -106,3 +112,28 @@ def probe(client: str, target: str, *, rate: float = 10, duration: float = 1, qn
     if tcp:
         args.append("--tcp")
     return json.loads(lab_cli(*args).stdout)["summary"]
+
+
+def sessions() -> list[tuple[str, str, str, int, str]]:
+    """(server, upstream name, upstream router, family, our address as the router sees it)."""
+    out = []
+    for server in SERVERS:
+        ifaces = host_vars(server)["anycast_interfaces"]
+        for up in upstreams(server):
+            for fam in (4, 6):
+                peer = up[f"ipv{fam}"]
+                ours = next(str(i[f"ipv{fam}"]).split("/")[0] for i in ifaces
+                            if f"ipv{fam}" in i and _same_subnet(i[f"ipv{fam}"], peer))
+                out.append((server, up["name"], ROUTER_OF[up["name"]][server], fam, ours))
+    return out
+
+
+def _same_subnet(cidr: str, addr: str) -> bool:
+    return ipaddress.ip_address(addr) in ipaddress.ip_interface(cidr).network
+
+
+def received(router: str, fam: int, neighbor: str) -> dict:
+    """What the router received from one neighbour, before its inbound filter (soft-reconfiguration)."""
+    afi = "ipv4" if fam == 4 else "ipv6"
+    data = vtysh_json(router, f"show bgp {afi} unicast neighbors {neighbor} received-routes json")
+    return data.get("receivedRoutes", {})

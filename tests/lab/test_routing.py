@@ -2,12 +2,10 @@
 the routing does what an operator expects: nearest PoP per region, only the aggregates leave a
 node, MD5 and BFD protect the sessions, the addresses survive a reboot, bad configs are refused.
 
-Until the health-check role exists, the lab inventory announces the aggregates statically
-(frr_bgp_static_announcement)."""
+The aggregates are announced by the anycast_health role (keepalived), as in production."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 
@@ -16,17 +14,20 @@ import pytest
 from tests.conftest import run_playbook
 from tests.lab.conftest import lab_cli
 from tests.lab.fleet import (
+    AGGREGATES,
     INVENTORY,
     NEAREST_POP,
+    OUR_ASN,
     POP_OF,
     SERVERS,
     SERVICE,
     all_up,
     converge,
     established_and_bfd_up,
-    host_vars,
     probe,
     recap,
+    received,
+    sessions,
     sh,
     upstreams,
     vtysh,
@@ -35,38 +36,6 @@ from tests.lab.fleet import (
 )
 
 pytestmark = pytest.mark.lab
-
-AGGREGATES = {4: "203.0.113.0/24", 6: "2001:db8:53::/48"}
-OUR_ASN = 65053
-# The upstream router at the other end of each server's session, by upstream name.
-ROUTER_OF = {"transit": {"hkg1": "tr-hkg", "hkg2": "tr-hkg", "tyo1": "tr-tyo", "fra1": "tr-fra", "gru1": "tr-gru"},
-             "hkix": {"hkg1": "rs-hkix", "hkg2": "rs-hkix"}}
-
-
-def sessions() -> list[tuple[str, str, str, int, str]]:
-    """(server, upstream name, upstream router, family, our address as the router sees it)."""
-    out = []
-    for server in SERVERS:
-        ifaces = host_vars(server)["anycast_interfaces"]
-        for up in upstreams(server):
-            for fam in (4, 6):
-                peer = up[f"ipv{fam}"]
-                ours = next(str(i[f"ipv{fam}"]).split("/")[0] for i in ifaces
-                            if f"ipv{fam}" in i and _same_subnet(i[f"ipv{fam}"], peer))
-                out.append((server, up["name"], ROUTER_OF[up["name"]][server], fam, ours))
-    return out
-
-
-def _same_subnet(cidr: str, addr: str) -> bool:
-    return ipaddress.ip_address(addr) in ipaddress.ip_interface(cidr).network
-
-
-def received(router: str, fam: int, neighbor: str) -> dict:
-    """What the router received from one neighbour, before its inbound filter (soft-reconfiguration)."""
-    afi = "ipv4" if fam == 4 else "ipv6"
-    data = vtysh_json(router, f"show bgp {afi} unicast neighbors {neighbor} received-routes json")
-    return data.get("receivedRoutes", {})
-
 
 @pytest.fixture(scope="module")
 def converged(lab_up):

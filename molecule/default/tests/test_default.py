@@ -95,3 +95,20 @@ def test_the_primary_signs_and_listens_only_on_its_unicast_address(host):
     for zone in ("example.com", "example.net"):
         out = host.check_output(f"dig +dnssec +norec @198.18.0.50 {zone} DNSKEY")
         assert "RRSIG" in out and re.search(r"DNSKEY\s+257 3 13 ", out), out  # a KSK, ECDSA P-256
+
+
+# --- anycast_health ----------------------------------------------------------------------------
+
+
+def test_health_daemon_announces_both_families_through_keepalived(pop_server):
+    for unit in ("anycast-health", "keepalived"):
+        assert pop_server.service(unit).is_running and pop_server.service(unit).is_enabled, unit
+    state = json.loads(pop_server.check_output("anycast-health status --json"))
+    assert {name: fam["state"] for name, fam in state["families"].items()} == {"ipv4": "announced",
+                                                                               "ipv6": "announced"}
+    assert pop_server.check_output("anycast-health check") == "IPv4: OK\nIPv6: OK"
+    assert "203.0.113.0/24" in pop_server.check_output("ip -4 route show type blackhole")
+    assert "2001:db8:53::/48" in pop_server.check_output("ip -6 route show type blackhole")
+    prom = pop_server.file("/var/lib/prometheus/node-exporter/anycast_health.prom").content_string
+    assert 'anycast_health_state{family="ipv6",state="announced"} 1' in prom
+    assert pop_server.file("/etc/systemd/system/knot.service.d/anycast-health.conf").contains("knot-down")

@@ -1,0 +1,341 @@
+"""Issue 6 on the lab: anycast_health announces a node's aggregates exactly while its Knot answers.
+
+Every fault runs with a client probing the anycast address at a steady rate (50 queries/s, one
+every 20 ms) from before the fault until after it; the assertion is on what the client saw: the
+longest stretch without an answer, and which PoP answered before and after. The figures are
+printed ("[health] ...") for the closing note and the reports.
+
+The server under test is fra1, the only PoP server London's client (cl-lon) reaches: when fra1
+withdraws, London's queries move across the lab's Internet to another PoP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import REPO
+from tests.lab.conftest import LAB, lab_cli
+from tests.lab.fleet import (
+    AGGREGATES,
+    SERVERS,
+    SERVICE,
+    all_up,
+    converge,
+    received,
+    sessions,
+    sh,
+    vtysh_json,
+    wait_for,
+)
+
+pytestmark = pytest.mark.lab
+
+NODE, CLIENT, ROUTER = "fra1", "cl-lon", "tr-fra"
+# fra1's address on its session with tr-fra, per family.
+NODE_ADDR = {fam: ours for server, _, router, fam, ours in sessions() if server == NODE and router == ROUTER}
+RATE = 50
+
+
+def health(server: str) -> dict:
+    out = sh(server, "anycast-health status --json", check=False).stdout
+    try:
+        return json.loads(out or "null") or {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def announced(server: str, fam: int | None = None) -> bool:
+    fams = health(server).get("families", {})
+    names = [f"ipv{fam}"] if fam else ["ipv4", "ipv6"]
+    return bool(fams) and all(fams.get(n, {}).get("announced") for n in names)
+
+
+def at_router(fam: int = 4) -> dict:
+    """What tr-fra receives from fra1 (before its inbound filter)."""
+    return received(ROUTER, fam, NODE_ADDR[fam])
+
+
+def only_aggregates_or_nothing() -> None:
+    """I4: whatever happened, fra1 sends its upstream the aggregate or nothing."""
+    for fam in (4, 6):
+        got = set(at_router(fam))
+        assert got <= {AGGREGATES[fam]}, f"tr-fra received {got} from fra1 over IPv{fam}"
+
+
+class Probe:
+    """`anycast-lab probe` from a client, in the background, through a fault."""
+
+    def __init__(self, fam: int = 4, duration: float = 10, client: str = CLIENT, qname: str = "example.com."):
+        self.duration = duration
+        env = dict(os.environ, PYTHONPATH=str(REPO / "lab"))
+        self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
+            [LAB, "probe", "--from", client, "--target", SERVICE[fam], "--rate", str(RATE),
+             "--duration", str(duration), "--timeout", "0.5", "--qname", qname, "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.started = time.monotonic()
+
+    def wait_started(self, seconds: float) -> None:
+        """Sleep until SECONDS into the probe: the fault comes after a steady stretch."""
+        time.sleep(max(0.0, self.started + seconds - time.monotonic()))
+
+    def result(self) -> dict:
+        out, err = self.proc.communicate(timeout=self.duration + 120)
+        assert self.proc.returncode == 0, err
+        data = json.loads(out)
+        records = data["records"]
+        answered = [r for r in records if r.get("nsid")]
+        summary = data["summary"]
+        # The client's outage: the longest stretch without a good answer (authoritative NOERROR),
+        # edges of the run included. A SERVFAIL is an answer, not service.
+        good = [r["t_ms"] for r in records if r.get("rcode") == "NOERROR" and r.get("aa")]
+        edges = [0.0, *good, self.duration * 1000.0]
+        summary["outage_ms"] = max(b - a for a, b in zip(edges, edges[1:], strict=False))
+        summary["first"] = answered[0]["nsid"] if answered else None
+        summary["last"] = answered[-1]["nsid"] if answered else None
+        # Who answered, in order, collapsed: fra1 -> tyo1 -> fra1 is two moves.
+        seq = []
+        for r in answered:
+            if not seq or seq[-1] != r["nsid"]:
+                seq.append(r["nsid"])
+        summary["sequence"] = seq
+        return summary
+
+
+def report(fault: str, s: dict) -> None:
+    print(f"\n[health] {fault}: longest client outage {s['outage_ms']:.0f} ms; sent {s['sent']}, "
+          f"lost {s['lost']}, rcodes {s['rcodes']}; answered by {' -> '.join(s['sequence'])}")
+
+
+@pytest.fixture(scope="module")
+def converged(lab_up):
+    run = converge(label="health")
+    assert run["rc"] == 0, run["output"]
+    assert wait_for(lambda: not all_up(), 60, 2), all_up()
+    assert wait_for(lambda: all(announced(s) for s in SERVERS), 30, 1), {s: health(s) for s in SERVERS}
+    return run
+
+
+@pytest.fixture
+def steady(converged):
+    """fra1 announced and serving London, with damping forgotten (a restarted daemon adopts what
+    keepalived announces and starts its counts afresh); afterwards, fra1 serves London again."""
+    sh(NODE, "systemctl restart anycast-health")
+    assert wait_for(lambda: announced(NODE) and at_router(4) and at_router(6), 60, 0.5), health(NODE)
+    yield
+    only_aggregates_or_nothing()
+    assert wait_for(lambda: announced(NODE), 90, 1), health(NODE)
+    assert wait_for(lambda: at_router(4) and at_router(6), 60, 1)
+
+
+def test_nothing_but_the_aggregates_and_every_server_announces_both_families(converged):
+    for server in SERVERS:
+        state = health(server)
+        assert {f: v["state"] for f, v in state["families"].items()} == {"ipv4": "announced", "ipv6": "announced"}
+        routes = sh(server, "ip -4 route show type blackhole; ip -6 route show type blackhole").stdout
+        assert AGGREGATES[4] in routes and AGGREGATES[6] in routes
+    assert set(at_router(4)) == {AGGREGATES[4]} and set(at_router(6)) == {AGGREGATES[6]}
+
+
+def test_knot_killed_withdraws_at_once(steady):
+    p = Probe(duration=6)
+    p.wait_started(2)
+    sh(NODE, "pkill -KILL -x knotd")
+    s = p.result()
+    report("Knot killed (SIGKILL)", s)
+    assert s["first"] == NODE and s["sequence"][1] != NODE, s["sequence"]
+    assert s["outage_ms"] <= 500, s
+    # The node itself saw the routes leave the kernel within milliseconds of the crash.
+    prom = sh(NODE, "cat /var/lib/prometheus/node-exporter/anycast_health.prom").stdout
+    withdraw = float(re.search(r'anycast_health_withdraw_seconds\{family="ipv4"\} (\S+)', prom).group(1))
+    print(f"[health] Knot killed: routes out of fra1's kernel {withdraw * 1000:.0f} ms after the crash")
+    assert re.search(r'anycast_health_failures_total\{family="ipv4"\} 1$', prom, re.M), prom
+
+
+def test_knot_hung_withdraws_within_the_check_budget(steady):
+    p = Probe(duration=7)
+    p.wait_started(2)
+    sh(NODE, "pkill -STOP -x knotd")
+    try:
+        assert wait_for(lambda: not at_router(4), 5, 0.2), "fra1 still announces with Knot stopped"
+    finally:
+        time.sleep(max(0.0, p.started + 5 - time.monotonic()))
+        sh(NODE, "pkill -CONT -x knotd")
+    s = p.result()
+    report("Knot hung (SIGSTOP)", s)
+    assert s["first"] == NODE and len(s["sequence"]) >= 2, s["sequence"]
+    assert s["outage_ms"] <= 2000, s
+    reason = health(NODE)["families"]["ipv4"]
+    assert reason["failures"] == 1
+
+
+def test_knot_answering_servfail_for_one_zone_withdraws(steady):
+    """example.net lost on fra1 (purged, and the primary refuses transfers meanwhile): Knot
+    still answers example.com but SERVFAIL for example.net."""
+    p = Probe(duration=7, qname="example.net.")
+    p.wait_started(2)
+    lab_cli("exec", "primary1", "--", "knotc", "zone-xfr-freeze", "example.net")
+    try:
+        sh(NODE, "knotc -f zone-purge example.net")
+        assert wait_for(lambda: not announced(NODE, 4), 5, 0.2)
+        assert "example.net udp: answered SERVFAIL" in health(NODE)["families"]["ipv4"]["reason"]
+    finally:
+        lab_cli("exec", "primary1", "--", "knotc", "zone-xfr-thaw", "example.net")
+    s = p.result()
+    sh(NODE, "knotc zone-retransfer example.net")
+    report("Knot SERVFAIL for example.net", s)
+    assert s["first"] == NODE and s["sequence"][1] != NODE, s["sequence"]
+    assert s["outage_ms"] <= 2000, s
+
+
+def test_frr_restarted(steady):
+    p = Probe(duration=12)
+    p.wait_started(2)
+    sh(NODE, "systemctl restart frr")
+    s = p.result()
+    report("FRR restarted", s)
+    assert s["outage_ms"] <= 1500, s
+    # FRR re-learns keepalived's routes from the kernel: fra1 is back without the checks moving.
+    assert wait_for(lambda: at_router(4) and at_router(6), 30, 0.5)
+    assert health(NODE)["families"]["ipv4"]["transitions"] == 0
+
+
+def test_keepalived_restarted(steady):
+    p = Probe(duration=8)
+    p.wait_started(2)
+    sh(NODE, "systemctl restart keepalived")
+    s = p.result()
+    report("keepalived restarted", s)
+    assert s["outage_ms"] <= 1500, s
+    assert s["last"] == NODE, s["sequence"]
+    # No announcement before its heartbeat check passed.
+    log = sh(NODE, "journalctl -u keepalived --no-pager -o short-iso-precise --since -20s").stdout
+    lines = log.splitlines()
+    first_master = next(i for i, line in enumerate(lines) if "Entering MASTER STATE" in line)
+    assert any("VRRP_Script(heartbeat) succeeded" in line for line in lines[:first_master]), log
+
+
+def journal_times(node: str, unit: str, pattern: str) -> list[float]:
+    out = sh(node, f"journalctl -b -u {unit} --no-pager -o json --output-fields=MESSAGE").stdout
+    times = []
+    for line in out.splitlines():
+        entry = json.loads(line)
+        if re.search(pattern, str(entry.get("MESSAGE", ""))):
+            times.append(int(entry["__REALTIME_TIMESTAMP"]) / 1e6)
+    return times
+
+
+def test_node_rebooted_announces_only_after_its_checks_rose(steady):
+    p = Probe(duration=40)
+    p.wait_started(2)
+    took = lab_cli("reboot", NODE, timeout=300).stdout.strip()
+    assert wait_for(lambda: announced(NODE), 60, 0.5), health(NODE)
+    s = p.result()
+    report(f"node rebooted ({took})", s)
+    assert s["outage_ms"] <= 1500, s
+    assert s["sequence"][0] == NODE and s["sequence"][-1] == NODE and len(s["sequence"]) >= 3, s["sequence"]
+    rose = journal_times(NODE, "anycast-health", r"^ipv4: announce")
+    master = journal_times(NODE, "keepalived", r"ANYCAST_IPV4\) Entering MASTER STATE")
+    assert rose and master and min(master) >= min(rose), (rose, master)
+
+
+def test_node_powered_off_upstream_drops_it_through_bfd(steady):
+    p = Probe(duration=8)
+    p.wait_started(2)
+    lab_cli("poweroff", NODE, "--max-off", "120")
+    try:
+        s = p.result()
+    finally:
+        lab_cli("poweron", NODE, timeout=300)
+    report("node powered off", s)
+    assert s["first"] == NODE and s["last"] != NODE, s["sequence"]
+    assert s["outage_ms"] <= 1500, s
+    assert wait_for(lambda: announced(NODE), 90, 1), health(NODE)
+
+
+def test_node_upstream_links_down(steady):
+    """fra1's only upstream link loses carrier (a cut cable: addresses stay, as on real hardware;
+    `ip link set down` alone would also flush the IPv6 addresses, which a cut does not)."""
+    sh(NODE, "sysctl -qw net.ipv6.conf.eth1.keep_addr_on_down=1")
+    p = Probe(duration=8)
+    p.wait_started(2)
+    sh(NODE, "ip link set eth1 down")
+    try:
+        s = p.result()
+    finally:
+        sh(NODE, "ip link set eth1 up")
+    report("upstream link down", s)
+    assert s["first"] == NODE and s["last"] != NODE, s["sequence"]
+    assert s["outage_ms"] <= 1500, s
+
+
+def test_only_ipv6_broken_moves_only_ipv6(steady):
+    """The IPv6 service address disappears from fra1's lo: IPv6 moves away, IPv4 does not move."""
+    p4, p6 = Probe(fam=4, duration=8), Probe(fam=6, duration=8)
+    p6.wait_started(2)
+    sh(NODE, f"ip -6 addr del {SERVICE[6]}/128 dev lo")
+    try:
+        assert wait_for(lambda: not announced(NODE, 6), 5, 0.2), health(NODE)
+        s4, s6 = p4.result(), p6.result()
+        assert announced(NODE, 4)
+    finally:
+        sh(NODE, f"ip -6 addr add {SERVICE[6]}/128 dev lo")
+    report("only IPv6 broken, IPv6 client", s6)
+    report("only IPv6 broken, IPv4 client", s4)
+    assert s4["sequence"] == [NODE] and s4["lost"] == 0, s4
+    assert s6["first"] == NODE and s6["last"] != NODE, s6["sequence"]
+    assert s6["outage_ms"] <= 2000, s6
+    assert at_router(4) and not at_router(6)
+
+
+def test_knot_crashing_every_few_seconds_is_damped(steady):
+    """Six crashes three seconds apart: without damping fra1 would come back after each one."""
+    p = Probe(duration=22)
+    p.wait_started(2)
+    for _ in range(6):
+        sh(NODE, "pkill -KILL -x knotd")
+        time.sleep(3)
+    state = health(NODE)["families"]["ipv4"]
+    s = p.result()
+    report("Knot crashing every 3 s", s)
+    moves_back = s["sequence"][1:].count(NODE)
+    print(f"[health] 6 crashes: fra1 announced again {moves_back} time(s) during the flapping; "
+          f"state then {state['state']} ({state['reason']})")
+    assert state["failures"] == 6, state
+    assert state["state"] in ("damped", "withdrawn"), state
+    assert moves_back <= 1, s["sequence"]
+    # The hold ends by itself once Knot is quiet.
+    assert wait_for(lambda: announced(NODE), 60, 1), health(NODE)
+
+
+def test_drain_marks_graceful_shutdown_withdraws_and_survives_a_reboot(steady):
+    def gshut_at_router() -> bool:
+        route = vtysh_json(ROUTER, f"show bgp ipv4 unicast {AGGREGATES[4]} json")
+        return any("gracefulShutdown" in (p.get("community", {}).get("list") or [])
+                   for p in route.get("paths", []) if p.get("peer", {}).get("peerId") == NODE_ADDR[4])
+
+    p = Probe(duration=12)
+    p.wait_started(1)
+    out = sh(NODE, "anycast-health drain --no-block").stdout
+    assert "withdrawal in 5 s" in out
+    assert wait_for(gshut_at_router, 4, 0.2), "tr-fra never saw GRACEFUL_SHUTDOWN from fra1"
+    assert at_router(4), "withdrawn before the drain's wait"
+    assert wait_for(lambda: not at_router(4) and not at_router(6), 10, 0.2)
+    assert health(NODE)["families"]["ipv4"]["state"] == "drained"
+    s = p.result()
+    report("drain", s)
+    assert s["outage_ms"] <= 500, s
+    # Drained across a reboot: nothing announced after boot.
+    lab_cli("reboot", NODE, timeout=300)
+    assert wait_for(lambda: health(NODE).get("families", {}).get("ipv4", {}).get("state") == "drained", 60, 1)
+    time.sleep(3)
+    assert not at_router(4) and not at_router(6)
+    prom = sh(NODE, "cat /var/lib/prometheus/node-exporter/anycast_health.prom").stdout
+    assert "anycast_health_drained 1" in prom
+    out = sh(NODE, "anycast-health undrain").stdout
+    assert "ipv4: announced" in out and "ipv6: announced" in out, out
+    assert wait_for(lambda: at_router(4) and not gshut_at_router(), 10, 0.5)

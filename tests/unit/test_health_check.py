@@ -1,0 +1,365 @@
+"""roles/anycast_health/files/anycast-health: the DNS check against a small authority on 127.0.0.1
+(UDP and TCP), the decision per family (fall, rise, damping, drain), and the daemon end to end
+with its files for keepalived and Prometheus."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import socket
+import struct
+import threading
+import time
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+
+from tests.conftest import REPO
+
+_loader = importlib.machinery.SourceFileLoader("anycast_health_daemon",
+                                               str(REPO / "roles/anycast_health/files/anycast-health"))
+_spec = importlib.util.spec_from_loader("anycast_health_daemon", _loader)
+ah = importlib.util.module_from_spec(_spec)
+_loader.exec_module(ah)
+
+
+class Authority:
+    """Answers SOA for its zones on 127.0.0.1, UDP and TCP; behaviour switchable per transport."""
+
+    def __init__(self, zones):
+        self.zones = set(zones)
+        self.rcode = dns.rcode.NOERROR
+        self.aa = True
+        self.silent = {"udp": False, "tcp": False}
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.port = self.udp.getsockname()[1]
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(16)
+        for sock in (self.udp, self.tcp):
+            sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=f, daemon=True) for f in (self._serve_udp, self._serve_tcp)]
+        for t in self.threads:
+            t.start()
+
+    def answer(self, wire: bytes) -> bytes:
+        query = dns.message.from_wire(wire)
+        resp = dns.message.make_response(query)
+        if self.aa:
+            resp.flags |= dns.flags.AA
+        name = query.question[0].name.to_text().rstrip(".")
+        if self.rcode != dns.rcode.NOERROR or name not in self.zones:
+            resp.set_rcode(self.rcode if name in self.zones else dns.rcode.REFUSED)
+        else:
+            resp.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "SOA", f"ns1.{name}. h.{name}. 1 2 3 4 5"))
+        return resp.to_wire()
+
+    def _serve_udp(self):
+        while not self.stop.is_set():
+            try:
+                data, peer = self.udp.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            if not self.silent["udp"]:
+                self.udp.sendto(self.answer(data), peer)
+
+    def _serve_tcp(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.tcp.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    size = struct.unpack("!H", conn.recv(2))[0]
+                    data = conn.recv(size)
+                    if not self.silent["tcp"]:
+                        out = self.answer(data)
+                        conn.sendall(struct.pack("!H", len(out)) + out)
+                    else:
+                        self.stop.wait(1)
+                except (OSError, struct.error):
+                    pass
+
+    def close(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(2)
+        self.udp.close()
+        self.tcp.close()
+
+
+
+@pytest.fixture
+def authority():
+    server = Authority(["example.com", "example.net"])
+    yield server
+    server.close()
+
+
+def config_for(tmp_path, authority, **overrides):
+    config = {"zones": ["example.com", "example.net"], "addresses": {"4": ["127.0.0.1"], "6": []},
+              "aggregates": {"4": ["203.0.113.0/24"], "6": []}, "interval": 0.1, "timeout": 0.5,
+              "fall": 2, "rise": 3, "port": authority.port if authority else 53,
+              "run_dir": str(tmp_path / "run"), "state_dir": str(tmp_path / "state"),
+              "textfile": str(tmp_path / "anycast_health.prom"),
+              "damping": {"hold": 10, "max_hold": 40, "reset": 60}, "drain_wait": 5,
+              # No FRR here: the daemon finds no bgpd and leaves graceful-shutdown alone.
+              "frr": {"vtysh": "/nonexistent/vtysh", "config": str(tmp_path / "frr.conf"),
+                      "bgpd_pid": str(tmp_path / "bgpd.pid")}}
+    config.update(overrides)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def run_check(tmp_path, authority, family="4", **overrides):
+    return ah.main(["--config", str(config_for(tmp_path, authority, **overrides)), "check", family])
+
+
+# --- the DNS check --------------------------------------------------------------------------
+
+
+def test_passes_when_every_zone_answers_authoritatively_over_udp_and_tcp(tmp_path, authority, capsys):
+    assert run_check(tmp_path, authority) == 0
+    assert capsys.readouterr().out == "IPv4: OK\n"
+
+
+@pytest.mark.parametrize("breakage,message", [
+    ("servfail", "example.com udp: answered SERVFAIL"),
+    ("not_aa", "answer not authoritative"),
+    ("udp_silent", "udp: no answer in time"),
+    ("tcp_silent", "tcp: no answer in time"),
+    ("unknown_zone", "example.org udp: answered REFUSED"),
+])
+def test_fails_and_says_why(tmp_path, authority, capsys, breakage, message):
+    extra = {}
+    if breakage == "servfail":
+        authority.rcode = dns.rcode.SERVFAIL
+    elif breakage == "not_aa":
+        authority.aa = False
+    elif breakage == "udp_silent":
+        authority.silent["udp"] = True
+    elif breakage == "tcp_silent":
+        authority.silent["tcp"] = True
+    else:
+        extra = {"zones": ["example.com", "example.org"]}
+    assert run_check(tmp_path, authority, timeout=0.3, **extra) == 1
+    out = capsys.readouterr()
+    assert message in out.err
+    assert "IPv4: FAIL" in out.out
+
+
+def test_a_hung_server_fails_every_query_and_names_each(tmp_path, authority, capsys):
+    authority.silent = {"udp": True, "tcp": True}
+    assert run_check(tmp_path, authority, timeout=0.3) == 1
+    err = capsys.readouterr().err
+    for zone in ("example.com", "example.net"):
+        for proto in ("udp", "tcp"):
+            assert f"127.0.0.1 {zone} {proto}: no answer in time" in err
+
+
+def test_a_family_without_addresses_fails_and_a_bad_config_is_exit_2(tmp_path, authority, capsys):
+    assert run_check(tmp_path, authority, family="6") == 1
+    assert "nothing to check for IPv6" in capsys.readouterr().err
+    assert ah.main(["--config", str(tmp_path / "missing.json"), "check"]) == 2
+    (tmp_path / "partial.json").write_text(json.dumps({"zones": ["example.com"]}))
+    assert ah.main(["--config", str(tmp_path / "partial.json"), "status"]) == 2
+    assert "cannot use" in capsys.readouterr().err
+
+
+# --- the decision per family ----------------------------------------------------------------
+
+CFG = {"fall": 2, "rise": 3, "damping": {"hold": 10, "max_hold": 40, "reset": 60}}
+
+
+def feed(fam, now, ok, drained=False):
+    fam.result(now, [] if ok else ["127.0.0.1 example.com udp: answered SERVFAIL"], now)
+    return fam.decide(now, drained)
+
+
+def test_withdrawn_at_start_until_rise_good_checks_then_withdrawn_after_fall_bad_ones():
+    fam = ah.Family("ipv4", CFG, announced=False, now=0)
+    assert [feed(fam, t, True) for t in (1, 2)] == [None, None]
+    assert feed(fam, 3, True) == (True, "3 good checks in a row")
+    assert feed(fam, 4, False) is None  # one bad check is not enough (fall 2)
+    assert feed(fam, 5, True) is None
+    assert feed(fam, 6, False) is None
+    change = feed(fam, 7, False)
+    assert change[0] is False and "answered SERVFAIL" in change[1]
+    assert fam.withdraw_started == 6  # detection: the first failed check of the streak
+    assert (fam.transitions, fam.failures) == (2, 1)
+
+
+def test_a_restarted_daemon_keeps_an_announcement_it_finds():
+    fam = ah.Family("ipv4", CFG, announced=True, now=0)
+    assert feed(fam, 1, True) is None and fam.announced
+
+
+def test_a_knot_crash_withdraws_without_waiting_for_fall():
+    fam = ah.Family("ipv4", CFG, announced=True, now=0)
+    fam.fail_now(5.0, ["knot.service stopped"], detected=4.98)
+    assert fam.decide(5.0, False) == (False, "knot.service stopped")
+    assert fam.withdraw_started == 4.98
+    # Back only after `rise` good checks.
+    assert [feed(fam, t, True) for t in (6, 7)] == [None, None]
+    assert feed(fam, 8, True)[0] is True
+
+
+def flap(fam, at):
+    """A crash at AT, then good checks every second until the family is announced; when."""
+    fam.fail_now(at, ["knot.service stopped"], at)
+    fam.decide(at, False)
+    t = at
+    while not fam.announced:
+        t += 1
+        feed(fam, t, True)
+    return t
+
+
+def test_damping_holds_a_flapping_family_down_longer_each_time_and_forgets_after_reset():
+    fam = ah.Family("ipv4", CFG, announced=True, now=0)
+    assert flap(fam, 100) == 103           # first failure: back after rise (3 checks)
+    assert flap(fam, 105) == 115           # second within reset: held 10 s
+    assert flap(fam, 116) == 136           # third: 20 s
+    assert flap(fam, 137) == 177           # fourth: 40 s (max_hold)
+    assert flap(fam, 178) == 218           # fifth: still 40 s, the maximum
+    assert flap(fam, 218 + 61) == 218 + 61 + 3  # quiet for longer than reset: forgiven
+
+
+def test_a_drained_family_is_withdrawn_whatever_its_health_and_comes_back_after_undrain():
+    fam = ah.Family("ipv4", CFG, announced=True, now=0)
+    drain = {"since": 10, "wait": 5}
+    assert fam.state(12, drain) == "draining"
+    assert feed(fam, 12, True, drained=False) is None
+    assert feed(fam, 15, True, drained=True) == (False, "drained")
+    assert fam.state(15, drain) == "drained"
+    assert fam.withdraw_started is None  # a drain is not a failure
+    assert fam.failures == 0
+    assert feed(fam, 16, True, drained=False) == (True, "6 good checks in a row")
+
+
+def test_an_unreadable_drain_flag_counts_as_drained(tmp_path):
+    assert ah.read_drain(str(tmp_path)) is None
+    (tmp_path / "drain").write_text("garbage")
+    assert ah.read_drain(str(tmp_path)) == {"since": 0.0, "wait": 0.0}
+
+
+def test_prometheus_text_has_state_transitions_and_withdrawal_time():
+    fam = ah.Family("ipv4", CFG, announced=True, now=0)
+    fam.fail_now(5.0, ["knot.service stopped"], detected=5.0)
+    fam.decide(5.0, False)
+    fam.withdraw_seconds = 0.021
+    text = ah.prom_text({"4": fam}, None, 6.0)
+    assert 'anycast_health_announced{family="ipv4"} 0' in text
+    assert 'anycast_health_state{family="ipv4",state="withdrawn"} 1' in text
+    assert 'anycast_health_state{family="ipv4",state="announced"} 0' in text
+    assert 'anycast_health_transitions_total{family="ipv4"} 1' in text
+    assert 'anycast_health_last_transition_timestamp_seconds{family="ipv4"} 5.000' in text
+    assert 'anycast_health_withdraw_seconds{family="ipv4"} 0.021' in text
+    assert "anycast_health_drained 0" in text
+    assert "# TYPE anycast_health_transitions_total counter" in text
+
+
+# --- the daemon end to end ------------------------------------------------------------------
+
+
+def wait_until(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+@pytest.fixture
+def daemon(tmp_path, authority):
+    config = ah.load_config(str(config_for(tmp_path, authority, timeout=0.08,
+                                           damping={"hold": 30, "max_hold": 60, "reset": 60})))
+    d = ah.Daemon(config)
+    thread = threading.Thread(target=d.run, daemon=True)
+    thread.start()
+    yield d, tmp_path / "run", tmp_path
+    d.stop = True
+    thread.join(5)
+
+
+def flag(run_dir, name="ipv4"):
+    path = run_dir / name
+    return path.read_text().strip() if path.exists() else None
+
+
+def test_daemon_tells_keepalived_announce_withdraw_and_knot_crash(daemon, authority):
+    d, run_dir, tmp_path = daemon
+    assert flag(run_dir) == "1"  # at start: withdrawn until the checks rise
+    assert wait_until(lambda: flag(run_dir) == "0")
+    assert (run_dir / "heartbeat").exists()
+    assert "ipv6" not in json.loads((run_dir / "state.json").read_text())["families"]
+
+    authority.rcode = dns.rcode.SERVFAIL
+    assert wait_until(lambda: flag(run_dir) == "1")
+    state = json.loads((run_dir / "state.json").read_text())["families"]["ipv4"]
+    assert state["state"] == "withdrawn" and "answered SERVFAIL" in state["reason"]
+
+    authority.rcode = dns.rcode.NOERROR
+    assert wait_until(lambda: flag(run_dir) == "0")  # first failure: back after rise
+    authority.rcode = dns.rcode.SERVFAIL
+    assert wait_until(lambda: flag(run_dir) == "1")
+    authority.rcode = dns.rcode.NOERROR
+    # Second failure within reset: damping holds it down (hold 30 s), healthy but not announced.
+    assert wait_until(lambda: json.loads((run_dir / "state.json").read_text())["families"]["ipv4"]["state"]
+                      == "damped")
+    assert flag(run_dir) == "1"
+    prom = (tmp_path / "anycast_health.prom").read_text()
+    assert 'anycast_health_state{family="ipv4",state="damped"} 1' in prom
+    assert 'anycast_health_failures_total{family="ipv4"} 2' in prom
+    assert 'anycast_health_transitions_total{family="ipv4"} 4' in prom
+
+
+def test_daemon_counts_a_knot_crash_and_clears_the_crash_flag(daemon):
+    d, run_dir, _ = daemon
+    assert wait_until(lambda: flag(run_dir) == "0")
+    (run_dir / "knot-down").write_text("1\n")
+    assert wait_until(lambda: flag(run_dir, "knot-down") == "0")
+    assert flag(run_dir) == "1"  # withdrawn before the crash flag is cleared
+    state = json.loads((run_dir / "state.json").read_text())["families"]["ipv4"]
+    assert state["failures"] == 1 and state["reason"] == "knot.service stopped"
+
+
+def test_drain_and_undrain_from_the_command_line(daemon, capsys):
+    d, run_dir, tmp_path = daemon
+    config = str(tmp_path / "config.json")
+    assert wait_until(lambda: flag(run_dir) == "0")
+    assert ah.main(["--config", config, "drain", "--wait", "0.5"]) == 0
+    assert flag(run_dir) == "1"
+    out = capsys.readouterr().out
+    assert "withdrawal in 0.5 s" in out and "ipv4: drained" in out
+    assert json.loads((tmp_path / "state" / "drain").read_text())["wait"] == 0.5
+    assert ah.main(["--config", config, "drain", "--no-block"]) == 0
+    assert "drain already set" in capsys.readouterr().out
+    assert ah.main(["--config", config, "undrain"]) == 0
+    assert flag(run_dir) == "0"
+    assert "ipv4: announced" in capsys.readouterr().out
+    assert not (tmp_path / "state" / "drain").exists()
+    assert ah.main(["--config", config, "drain", "--wait", "-1"]) == 2
+
+
+@pytest.mark.parametrize("conf,wants", [
+    ("router bgp 65053\n bgp router-id 1.1.1.1\nexit\n", False),
+    ("router bgp 65053\n bgp graceful-shutdown\nexit\n", True),            # the inventory asks for it
+    (ah.DRAIN_MARK + "; graceful-shutdown follows the drain flag\nrouter bgp 65053\n bgp graceful-shutdown\n",
+     False),                                                                 # rendered for a drain only
+])
+def test_undrain_keeps_graceful_shutdown_only_when_the_inventory_asks(tmp_path, conf, wants):
+    (tmp_path / "frr.conf").write_text(conf)
+    frr = ah.Frr({"config": str(tmp_path / "frr.conf")}, print)
+    assert frr._asn_and_file_wants() == ("65053", wants)
