@@ -59,3 +59,13 @@ def silenced(topo: Topology, node: str) -> list[str]:
     out = run(["nft", "list", "tables", "netdev"], netns=netns, check=False).stdout.split()
     prefix = _table("")
     return sorted(word[len(prefix):] for word in out if word.startswith(prefix))
+
+
+def restore_all(netns: str) -> list[str]:
+    """Undo every silence() in a network namespace (no topology needed: the supervisor's case)."""
+    out = run(["nft", "list", "tables", "netdev"], netns=netns, check=False).stdout.split()
+    prefix = _table("")
+    tables = [word for word in out if word.startswith(prefix)]
+    for table in tables:
+        run(["nft", "delete", "table", "netdev", table], netns=netns, check=False)
+    return [t[len(prefix):] for t in tables]

@@ -82,6 +82,10 @@ def main(argv: list[str]) -> int:
             print(f"[supervise] {node} powered off (boot {boots} ended with status {status})", flush=True)
             wait_powered_on(marker)
             print(f"[supervise] {node} powered on; resetting its volatile network state", flush=True)
+            # Links come back with the power (poweron did it already; an automatic power-on did not).
+            from .faults import restore_all  # noqa: PLC0415 - only the power-on path needs nft
+
+            restore_all(netns)
             reset_volatile_network(netns)
             continue
         if status != REBOOT_STATUS:
