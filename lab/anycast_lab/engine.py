@@ -498,35 +498,41 @@ def routers_config_current(topo: Topology) -> bool:
                for n in topo.of_kind("router"))
 
 
-def reboot(topo: Topology, name: str, timeout: float = BOOT_TIMEOUT_S) -> float:
-    """Reboot a machine from inside (`systemctl reboot`) and wait until it runs again. Returns seconds."""
+def _machine(topo: Topology, name: str) -> Node:
     node = topo.nodes.get(name)
     if node is None or not node.is_machine:
         raise LabError(f"{name!r} is not a machine of the lab")
-    old = nspawn_pids().get(name)
-    if old is None or name not in supervisor_pids():
-        raise LabError(f"{name} is not running (is the lab up?)")
-    started = time.monotonic()
-    run(exec_argv(topo, name, ["systemctl", "reboot"]), check=False, timeout=30)
-    deadline = started + timeout
-    while time.monotonic() < deadline:
-        pids = nspawn_pids()
-        if name not in supervisor_pids():
-            raise LabError(f"{name} did not come back from its reboot (see its console.log)")
-        if pids.get(name) not in (None, old) and machine_state(node, pids) == "running":
-            return time.monotonic() - started
-        time.sleep(0.3)
-    raise LabError(f"{name} not running again {timeout:.0f} s after its reboot")
+    return node
 
 
 def _running_machine(topo: Topology, name: str) -> tuple[Node, int]:
-    node = topo.nodes.get(name)
-    if node is None or not node.is_machine:
-        raise LabError(f"{name!r} is not a machine of the lab")
+    """The machine NAME and its nspawn PID; an error unless it runs under its supervisor."""
+    node = _machine(topo, name)
     pid = nspawn_pids().get(name)
     if pid is None or name not in supervisor_pids():
         raise LabError(f"{name} is not running (is the lab up?)")
     return node, pid
+
+
+def _wait_running(node: Node, old_pid: int | None, started: float, timeout: float, event: str) -> float:
+    """Wait until NODE runs again in an nspawn other than OLD_PID; seconds since STARTED."""
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        pids = nspawn_pids()
+        if node.name not in supervisor_pids():
+            raise LabError(f"{node.name} did not come back from its {event} (see its console.log)")
+        if pids.get(node.name) not in (None, old_pid) and machine_state(node, pids) == "running":
+            return time.monotonic() - started
+        time.sleep(0.3)
+    raise LabError(f"{node.name} not running again {timeout:.0f} s after its {event}")
+
+
+def reboot(topo: Topology, name: str, timeout: float = BOOT_TIMEOUT_S) -> float:
+    """Reboot a machine from inside (`systemctl reboot`) and wait until it runs again. Returns seconds."""
+    node, old = _running_machine(topo, name)
+    started = time.monotonic()
+    run(exec_argv(topo, name, ["systemctl", "reboot"]), check=False, timeout=30)
+    return _wait_running(node, old, started, timeout, "reboot")
 
 
 def poweroff(topo: Topology, name: str, paths: StatePaths | None = None, max_off: float = 300) -> None:
@@ -534,14 +540,14 @@ def poweroff(topo: Topology, name: str, paths: StatePaths | None = None, max_off
     behind a switch) and every process of the machine dies at once, so nothing says goodbye:
     no BGP NOTIFICATION, no last BFD packet. `poweron` boots it again; so does the supervisor
     by itself after MAX_OFF seconds."""
-    node, pid = _running_machine(topo, name)
+    _, pid = _running_machine(topo, name)
     paths = paths or state_paths()
     leader = leader_pid(pid)
     if leader is None:
         raise LabError(f"{name} has no running init to stop")
     marker = paths.machines / name / supervise.POWERED_OFF
     marker.write_text(f"{time.time() + min(max_off, supervise.MAX_OFF_S):.0f}\n")
-    for iface in [i.name for i in node.interfaces] + (["mgmt0"] if node.mgmt is not None else []):
+    for iface in faults.links(topo, name):
         faults.silence(topo, name, iface)
     os.kill(leader, signal.SIGKILL)
     deadline = time.monotonic() + 30
@@ -553,9 +559,7 @@ def poweroff(topo: Topology, name: str, paths: StatePaths | None = None, max_off
 
 def poweron(topo: Topology, name: str, paths: StatePaths | None = None, timeout: float = BOOT_TIMEOUT_S) -> float:
     """Power a machine on again after `poweroff` and wait until it runs. Returns seconds."""
-    node = topo.nodes.get(name)
-    if node is None or not node.is_machine:
-        raise LabError(f"{name!r} is not a machine of the lab")
+    node = _machine(topo, name)
     paths = paths or state_paths()
     marker = paths.machines / name / supervise.POWERED_OFF
     if name not in supervisor_pids():
@@ -565,12 +569,4 @@ def poweron(topo: Topology, name: str, paths: StatePaths | None = None, timeout:
         faults.restore(topo, name, iface)
     if marker.exists():
         marker.unlink()
-    deadline = started + timeout
-    while time.monotonic() < deadline:
-        pids = nspawn_pids()
-        if name not in supervisor_pids():
-            raise LabError(f"{name} did not power on (see its console.log)")
-        if machine_state(node, pids) == "running":
-            return time.monotonic() - started
-        time.sleep(0.3)
-    raise LabError(f"{name} not running {timeout:.0f} s after power on")
+    return _wait_running(node, None, started, timeout, "power-on")

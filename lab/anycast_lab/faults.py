@@ -19,14 +19,18 @@ def _table(iface: str) -> str:
     return f"{PREFIX.rstrip('-')}_silence_{iface}".replace("-", "_")
 
 
+def links(topo: Topology, node: str) -> list[str]:
+    """Every interface of NODE the lab wired: its links, and mgmt0 when it has one."""
+    names = [i.name for i in topo.nodes[node].interfaces]
+    return names + (["mgmt0"] if topo.nodes[node].mgmt is not None else [])
+
+
 def _check(topo: Topology, node: str, iface: str) -> str:
     if shutil.which("nft") is None:
         raise LabError("missing nft: run 'make setup' as root (Debian package nftables)")
     if node not in topo.nodes:
         raise LabError(f"no node {node!r} in the topology")
-    names = {i.name for i in topo.nodes[node].interfaces}
-    if topo.nodes[node].mgmt is not None:
-        names.add("mgmt0")
+    names = links(topo, node)
     if iface not in names:
         raise LabError(f"{node} has no interface {iface!r} (it has: {', '.join(sorted(names))})")
     return topo.nodes[node].netns
