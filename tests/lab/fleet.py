@@ -137,3 +137,11 @@ def received(router: str, fam: int, neighbor: str) -> dict:
     afi = "ipv4" if fam == 4 else "ipv6"
     data = vtysh_json(router, f"show bgp {afi} unicast neighbors {neighbor} received-routes json")
     return data.get("receivedRoutes", {})
+
+
+def graceful_shutdown_seen(router: str, prefix: str, peer: str) -> bool:
+    """Does ROUTER hold PREFIX from PEER with the GRACEFUL_SHUTDOWN community (65535:0)?"""
+    afi = "ipv6" if ":" in prefix else "ipv4"
+    route = vtysh_json(router, f"show bgp {afi} unicast {prefix} json")
+    return any("gracefulShutdown" in (p.get("community", {}).get("list") or [])
+               for p in route.get("paths", []) if p.get("peer", {}).get("peerId") == peer)

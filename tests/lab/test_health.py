@@ -18,18 +18,20 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_playbook
 from tests.lab.conftest import LAB, lab_cli
 from tests.lab.fleet import (
     AGGREGATES,
+    INVENTORY,
     SERVERS,
     SERVICE,
     all_up,
     converge,
+    graceful_shutdown_seen,
+    probe,
     received,
     sessions,
     sh,
-    vtysh_json,
     wait_for,
 )
 
@@ -106,6 +108,16 @@ class Probe:
         return summary
 
 
+def through(fault: str, command: str, duration: float) -> dict:
+    """A probe from 2 s before COMMAND (on fra1) until DURATION; its summary, reported as FAULT."""
+    p = Probe(duration=duration)
+    p.wait_started(2)
+    sh(NODE, command)
+    s = p.result()
+    report(fault, s)
+    return s
+
+
 def report(fault: str, s: dict) -> None:
     print(f"\n[health] {fault}: longest client outage {s['outage_ms']:.0f} ms; sent {s['sent']}, "
           f"lost {s['lost']}, rcodes {s['rcodes']}; answered by {' -> '.join(s['sequence'])}")
@@ -142,11 +154,7 @@ def test_nothing_but_the_aggregates_and_every_server_announces_both_families(con
 
 
 def test_knot_killed_withdraws_at_once(steady):
-    p = Probe(duration=6)
-    p.wait_started(2)
-    sh(NODE, "pkill -KILL -x knotd")
-    s = p.result()
-    report("Knot killed (SIGKILL)", s)
+    s = through("Knot killed (SIGKILL)", "pkill -KILL -x knotd", duration=6)
     assert s["first"] == NODE and s["sequence"][1] != NODE, s["sequence"]
     assert s["outage_ms"] <= 500, s
     # The node itself saw the routes leave the kernel within milliseconds of the crash.
@@ -193,11 +201,7 @@ def test_knot_answering_servfail_for_one_zone_withdraws(steady):
 
 
 def test_frr_restarted(steady):
-    p = Probe(duration=12)
-    p.wait_started(2)
-    sh(NODE, "systemctl restart frr")
-    s = p.result()
-    report("FRR restarted", s)
+    s = through("FRR restarted", "systemctl restart frr", duration=12)
     assert s["outage_ms"] <= 1500, s
     # FRR re-learns keepalived's routes from the kernel: fra1 is back without the checks moving.
     assert wait_for(lambda: at_router(4) and at_router(6), 30, 0.5)
@@ -205,11 +209,7 @@ def test_frr_restarted(steady):
 
 
 def test_keepalived_restarted(steady):
-    p = Probe(duration=8)
-    p.wait_started(2)
-    sh(NODE, "systemctl restart keepalived")
-    s = p.result()
-    report("keepalived restarted", s)
+    s = through("keepalived restarted", "systemctl restart keepalived", duration=8)
     assert s["outage_ms"] <= 1500, s
     assert s["last"] == NODE, s["sequence"]
     # No announcement before its heartbeat check passed.
@@ -217,6 +217,19 @@ def test_keepalived_restarted(steady):
     lines = log.splitlines()
     first_master = next(i for i, line in enumerate(lines) if "Entering MASTER STATE" in line)
     assert any("VRRP_Script(heartbeat) succeeded" in line for line in lines[:first_master]), log
+
+
+def test_a_keepalived_config_keepalived_refuses_never_reaches_it(steady):
+    """I7: a virtual_router_id out of range reaches `keepalived -t`, which refuses it; the file,
+    keepalived and the announcement stay as they were."""
+    conf = "sha256sum /etc/keepalived/keepalived.conf"
+    before, pid = sh(NODE, conf).stdout, sh(NODE, "pidof -s keepalived").stdout
+    proc = run_playbook("site.yml", INVENTORY, "-l", NODE, "--tags", "health",
+                        "-e", '{"anycast_health_vrid": {"ipv4": 300, "ipv6": 54}}')
+    assert proc.returncode != 0 and "failed to validate" in proc.stdout, proc.stdout[-3000:]
+    assert sh(NODE, conf).stdout == before and sh(NODE, "pidof -s keepalived").stdout == pid
+    s = probe(CLIENT, SERVICE[4], rate=20, duration=2)
+    assert s["answers_per_node"] == {NODE: 40} and announced(NODE), s
 
 
 def journal_times(node: str, unit: str, pattern: str) -> list[float]:
@@ -314,9 +327,7 @@ def test_knot_crashing_every_few_seconds_is_damped(steady):
 
 def test_drain_marks_graceful_shutdown_withdraws_and_survives_a_reboot(steady):
     def gshut_at_router() -> bool:
-        route = vtysh_json(ROUTER, f"show bgp ipv4 unicast {AGGREGATES[4]} json")
-        return any("gracefulShutdown" in (p.get("community", {}).get("list") or [])
-                   for p in route.get("paths", []) if p.get("peer", {}).get("peerId") == NODE_ADDR[4])
+        return graceful_shutdown_seen(ROUTER, AGGREGATES[4], NODE_ADDR[4])
 
     p = Probe(duration=12)
     p.wait_started(1)

@@ -24,6 +24,7 @@ from tests.lab.fleet import (
     all_up,
     converge,
     established_and_bfd_up,
+    graceful_shutdown_seen,
     probe,
     recap,
     received,
@@ -131,9 +132,7 @@ def test_per_neighbour_policy_reaches_the_upstream(converged):
 
 def test_graceful_shutdown_is_switched_from_the_inventory(converged):
     def gshut_seen() -> bool:
-        full = vtysh_json("tr-tyo", f"show bgp ipv4 unicast {AGGREGATES[4]} json")
-        return any("gracefulShutdown" in p.get("community", {}).get("list", []) for p in full["paths"]
-                   if p.get("peer", {}).get("peerId") == "100.64.22.2")
+        return graceful_shutdown_seen("tr-tyo", AGGREGATES[4], "100.64.22.2")
 
     assert not gshut_seen()
     proc = run_playbook("site.yml", INVENTORY, "-l", "tyo1", "--tags", "frr", "-e", "frr_bgp_graceful_shutdown=true")

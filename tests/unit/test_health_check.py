@@ -35,12 +35,7 @@ class Authority:
         self.rcode = dns.rcode.NOERROR
         self.aa = True
         self.silent = {"udp": False, "tcp": False}
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", self.port))
+        self.udp, self.tcp, self.port = self._bind()
         self.tcp.listen(16)
         for sock in (self.udp, self.tcp):
             sock.settimeout(0.2)
@@ -48,6 +43,25 @@ class Authority:
         self.threads = [threading.Thread(target=f, daemon=True) for f in (self._serve_udp, self._serve_tcp)]
         for t in self.threads:
             t.start()
+
+    @staticmethod
+    def _bind(attempts: int = 20):
+        """A UDP and a TCP socket on one free port of 127.0.0.1 (a port free for UDP may be
+        taken for TCP: try another)."""
+        for _ in range(attempts):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                udp.close()
+                tcp.close()
+                continue
+            return udp, tcp, port
+        raise OSError(f"no port free for both UDP and TCP on 127.0.0.1 after {attempts} tries")
 
     def answer(self, wire: bytes) -> bytes:
         query = dns.message.from_wire(wire)
@@ -283,7 +297,7 @@ def wait_until(pred, timeout=10.0):
 
 @pytest.fixture
 def daemon(tmp_path, authority):
-    config = ah.load_config(str(config_for(tmp_path, authority, timeout=0.08,
+    config = ah.load_config(str(config_for(tmp_path, authority, interval=0.3, timeout=0.25,
                                            damping={"hold": 30, "max_hold": 60, "reset": 60})))
     d = ah.Daemon(config)
     thread = threading.Thread(target=d.run, daemon=True)
@@ -291,6 +305,10 @@ def daemon(tmp_path, authority):
     yield d, tmp_path / "run", tmp_path
     d.stop = True
     thread.join(5)
+
+
+def ipv4_state(run_dir) -> dict:
+    return json.loads((run_dir / "state.json").read_text())["families"]["ipv4"]
 
 
 def flag(run_dir, name="ipv4"):
@@ -307,8 +325,9 @@ def test_daemon_tells_keepalived_announce_withdraw_and_knot_crash(daemon, author
 
     authority.rcode = dns.rcode.SERVFAIL
     assert wait_until(lambda: flag(run_dir) == "1")
-    state = json.loads((run_dir / "state.json").read_text())["families"]["ipv4"]
-    assert state["state"] == "withdrawn" and "answered SERVFAIL" in state["reason"]
+    # keepalived is told first; the state file follows within the same tick.
+    assert wait_until(lambda: ipv4_state(run_dir)["state"] == "withdrawn")
+    assert "answered SERVFAIL" in ipv4_state(run_dir)["reason"]
 
     authority.rcode = dns.rcode.NOERROR
     assert wait_until(lambda: flag(run_dir) == "0")  # first failure: back after rise
@@ -316,8 +335,7 @@ def test_daemon_tells_keepalived_announce_withdraw_and_knot_crash(daemon, author
     assert wait_until(lambda: flag(run_dir) == "1")
     authority.rcode = dns.rcode.NOERROR
     # Second failure within reset: damping holds it down (hold 30 s), healthy but not announced.
-    assert wait_until(lambda: json.loads((run_dir / "state.json").read_text())["families"]["ipv4"]["state"]
-                      == "damped")
+    assert wait_until(lambda: ipv4_state(run_dir)["state"] == "damped")
     assert flag(run_dir) == "1"
     prom = (tmp_path / "anycast_health.prom").read_text()
     assert 'anycast_health_state{family="ipv4",state="damped"} 1' in prom
@@ -331,7 +349,7 @@ def test_daemon_counts_a_knot_crash_and_clears_the_crash_flag(daemon):
     (run_dir / "knot-down").write_text("1\n")
     assert wait_until(lambda: flag(run_dir, "knot-down") == "0")
     assert flag(run_dir) == "1"  # withdrawn before the crash flag is cleared
-    state = json.loads((run_dir / "state.json").read_text())["families"]["ipv4"]
+    state = ipv4_state(run_dir)
     assert state["failures"] == 1 and state["reason"] == "knot.service stopped"
 
 
