@@ -332,7 +332,7 @@ def test_drain_marks_graceful_shutdown_withdraws_and_survives_a_reboot(steady):
     p = Probe(duration=12)
     p.wait_started(1)
     out = sh(NODE, "anycast-health drain --no-block").stdout
-    assert "withdrawal in 5 s" in out
+    assert "at the latest in 5 s" in out
     assert wait_for(gshut_at_router, 4, 0.2), "tr-fra never saw GRACEFUL_SHUTDOWN from fra1"
     assert at_router(4), "withdrawn before the drain's wait"
     assert wait_for(lambda: not at_router(4) and not at_router(6), 10, 0.2)

@@ -126,6 +126,8 @@ def config_for(tmp_path, authority, **overrides):
               "run_dir": str(tmp_path / "run"), "state_dir": str(tmp_path / "state"),
               "textfile": str(tmp_path / "anycast_health.prom"),
               "damping": {"hold": 10, "max_hold": 40, "reset": 60}, "drain_wait": 5,
+              # Never an nftables table in the host running the tests.
+              "nft": "",
               # No FRR here: the daemon finds no bgpd and leaves graceful-shutdown alone.
               "frr": {"vtysh": "/nonexistent/vtysh", "config": str(tmp_path / "frr.conf"),
                       "bgpd_pid": str(tmp_path / "bgpd.pid")}}
@@ -252,13 +254,64 @@ def test_damping_holds_a_flapping_family_down_longer_each_time_and_forgets_after
 def test_a_drained_family_is_withdrawn_whatever_its_health_and_comes_back_after_undrain():
     fam = ah.Family("ipv4", CFG, announced=True, now=0)
     drain = {"since": 10, "wait": 5}
-    assert fam.state(12, drain) == "draining"
+    assert fam.state(12, drain, False) == "draining"
     assert feed(fam, 12, True, drained=False) is None
     assert feed(fam, 15, True, drained=True) == (False, "drained")
-    assert fam.state(15, drain) == "drained"
+    assert fam.state(15, drain, True) == "drained"
     assert fam.withdraw_started is None  # a drain is not a failure
     assert fam.failures == 0
     assert feed(fam, 16, True, drained=False) == (True, "6 good checks in a row")
+
+
+class FakeTraffic:
+    """Traffic with a given query rate over time: rate_at(t) queries per second."""
+
+    def __init__(self, rate_at):
+        self.rate_at = rate_at
+
+    def rate(self, start, end):
+        return self.rate_at(end)
+
+
+def drain_timeline(rate_at, since=100.0, wait=10.0, cfg=None):
+    """Seconds after SINCE at which the drain withdraws, and its report."""
+    timer = ah.DrainTimer(cfg or {"drain_min_wait": 2, "drain_residual": 0.05})
+    traffic, drain = FakeTraffic(rate_at), {"since": since, "wait": wait}
+    t = since
+    while not timer.done(t, drain, traffic):
+        t = round(t + 0.25, 2)
+        assert t <= since + wait + 1, "the drain never ended"
+    return t - since, timer.report()
+
+
+def test_a_drain_withdraws_as_soon_as_the_traffic_has_moved_but_not_before_the_minimum_wait():
+    # 200 q/s before the drain; the upstream moves it 3.5 s after the drain started.
+    after, report = drain_timeline(lambda t: 200.0 if t < 103.5 else 4.0)
+    assert after == 3.5
+    assert report["rate_before"] == 200.0 and report["rate_after"] == 4.0
+    assert "traffic moved" in report["why"]
+    # Moved at once (or an idle node): still the minimum wait, for GRACEFUL_SHUTDOWN to go out.
+    assert drain_timeline(lambda t: 200.0 if t <= 100 else 0.0)[0] == 2.0
+    assert drain_timeline(lambda t: 0.5)[0] == 2.0
+
+
+def test_a_drain_whose_traffic_stays_waits_its_full_time():
+    after, report = drain_timeline(lambda t: 200.0 if t <= 100 else 30.0)  # 15 % stay: not moved
+    assert after == 10.0
+    assert report["why"] == "the drain's wait is over"
+    # Traffic unknown (no nft, or the daemon started during the drain): the full wait as well.
+    assert drain_timeline(lambda t: None)[0] == 10.0
+    # A wait shorter than the minimum wins.
+    assert drain_timeline(lambda t: 0.0, wait=1.0)[0] == 1.0
+
+
+def test_a_drain_decision_is_kept_until_undrain_and_made_again_for_a_new_drain():
+    timer = ah.DrainTimer({"drain_min_wait": 2, "drain_residual": 0.05})
+    quiet = FakeTraffic(lambda t: 0.0)
+    assert timer.done(103, {"since": 100, "wait": 10}, quiet)
+    assert timer.done(200, {"since": 100, "wait": 10}, FakeTraffic(lambda t: 500.0))  # sticky
+    assert not timer.done(201, None, quiet) and timer.report() is None
+    assert not timer.done(300.5, {"since": 300, "wait": 10}, quiet)  # a new drain: min wait again
 
 
 def test_an_unreadable_drain_flag_counts_as_drained(tmp_path):
@@ -360,7 +413,7 @@ def test_drain_and_undrain_from_the_command_line(daemon, capsys):
     assert ah.main(["--config", config, "drain", "--wait", "0.5"]) == 0
     assert flag(run_dir) == "1"
     out = capsys.readouterr().out
-    assert "withdrawal in 0.5 s" in out and "ipv4: drained" in out
+    assert "at the latest in 0.5 s" in out and "ipv4: drained" in out
     assert json.loads((tmp_path / "state" / "drain").read_text())["wait"] == 0.5
     assert ah.main(["--config", config, "drain", "--no-block"]) == 0
     assert "drain already set" in capsys.readouterr().out
