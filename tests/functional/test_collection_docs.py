@@ -56,3 +56,19 @@ def test_validate_inventory_doc_matches_action_argument_spec():
     for name, spec in action.ARGUMENT_SPEC.items():
         assert options[name]["type"] == spec["type"]
         assert options[name].get("default") == spec.get("default")
+
+
+FILTERS = sorted((REPO / "collections/ansible_collections/anycast/dns/plugins/filter").glob("*.yml"))
+
+
+@pytest.mark.parametrize("path", FILTERS, ids=[p.stem for p in FILTERS])
+def test_filter_docs_render_and_name_a_filter_the_plugin_has(path):
+    from ansible_collections.anycast.dns.plugins.filter.fleet import FilterModule  # noqa: PLC0415
+
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    name = "anycast.dns." + path.stem
+    result = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-t", "filter", "--json", name],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[name]["doc"]["name"] == path.stem
+    assert path.stem in FilterModule().filters()

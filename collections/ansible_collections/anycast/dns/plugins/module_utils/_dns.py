@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 try:
+    import dns.edns
     import dns.exception
     import dns.flags
     import dns.message
@@ -24,8 +25,9 @@ except ImportError as exc:  # pragma: no cover - reported through missing_requir
     HAS_DNSPYTHON = False
     DNSPYTHON_IMPORT_ERROR = exc
 
-# serial is None when the server gave no usable answer; problem then says why.
-SoaAnswer = namedtuple("SoaAnswer", ["serial", "problem"])
+# serial is None when the server gave no usable answer; problem then says why. nsid: the server's
+# NSID (RFC 5001) when it was asked for and sent one.
+SoaAnswer = namedtuple("SoaAnswer", ["serial", "problem", "nsid"], defaults=(None,))
 
 
 def serial_newer_or_equal(serial, reference):
@@ -34,10 +36,11 @@ def serial_newer_or_equal(serial, reference):
     return diff == 0 or diff < (1 << 31)
 
 
-def soa_serial(server, zone, port=53, timeout=1.0, tcp=False):
+def soa_serial(server, zone, port=53, timeout=1.0, tcp=False, *, nsid=False):
     """Ask SERVER for ZONE's SOA; only an authoritative NOERROR answer with the SOA counts."""
     qname = dns.name.from_text(zone)
-    query = dns.message.make_query(qname, dns.rdatatype.SOA)
+    options = [dns.edns.GenericOption(dns.edns.NSID, b"")] if nsid else None
+    query = dns.message.make_query(qname, dns.rdatatype.SOA, use_edns=0 if nsid else None, options=options)
     query.flags &= ~dns.flags.RD
     try:
         if tcp:
@@ -48,12 +51,17 @@ def soa_serial(server, zone, port=53, timeout=1.0, tcp=False):
         return SoaAnswer(None, "no answer within %.1f s" % timeout)
     except (OSError, dns.exception.DNSException) as exc:
         return SoaAnswer(None, "query failed: %s" % exc)
+    who = None
+    for option in response.options:
+        if option.otype == dns.edns.NSID:
+            data = option.to_wire() if hasattr(option, "to_wire") else b""
+            who = data.decode("utf-8", "replace") or None
     rcode = response.rcode()
     if rcode != dns.rcode.NOERROR:
-        return SoaAnswer(None, "answered %s" % dns.rcode.to_text(rcode))
+        return SoaAnswer(None, "answered %s" % dns.rcode.to_text(rcode), who)
     if not response.flags & dns.flags.AA:
-        return SoaAnswer(None, "answer is not authoritative")
+        return SoaAnswer(None, "answer is not authoritative", who)
     for rrset in response.answer:
         if rrset.rdtype == dns.rdatatype.SOA and rrset.name == qname:
-            return SoaAnswer(rrset[0].serial, None)
-    return SoaAnswer(None, "no SOA in the answer")
+            return SoaAnswer(rrset[0].serial, None, who)
+    return SoaAnswer(None, "no SOA in the answer", who)

@@ -34,6 +34,7 @@ SERVER_KEYS = (
     "anycast_hidden_primary",
     "anycast_pops",
     "anycast_pop",
+    "anycast_rolling",
     "anycast_health",
     "anycast_bfd_profiles",
     "anycast_bgp_require_password",
@@ -612,7 +613,35 @@ def _pop_codes(col, pops):
             col.add("anycast_pops[%d].code" % idx, code, "is listed twice")
             continue
         codes.append(code)
+        probe_from = pop.get("probe_from", [])
+        if not isinstance(probe_from, list) or not all(isinstance(h, str) and h for h in probe_from):
+            col.add("anycast_pops[%d].probe_from" % idx, probe_from,
+                    "must be a list of inventory host names (vantage points in the PoP's catchment)")
     return codes
+
+
+ROLLING_KEYS = {"quorum": "an integer of 0 or more", "drain_wait": "a positive number of seconds",
+                "ready_timeout": "a positive number of seconds", "announce_timeout": "a positive number of seconds"}
+
+
+def _check_rolling(col, rolling, pops):
+    """anycast_rolling (playbooks/rolling.yml, drain.yml): optional, but whole when given."""
+    if rolling is None:
+        return
+    if not isinstance(rolling, dict):
+        col.add("anycast_rolling", rolling, "must be a mapping with %s" % ", ".join(ROLLING_KEYS))
+        return
+    for name, what in ROLLING_KEYS.items():
+        value = rolling.get(name)
+        good = _is_int(value) and value >= 0 if name == "quorum" else _is_number(value) and value > 0
+        if not good:
+            col.add("anycast_rolling." + name, value, "must be " + what)
+    for name in sorted(set(rolling) - set(ROLLING_KEYS)):
+        col.add("anycast_rolling." + name, rolling[name], "is not a setting (%s)" % ", ".join(ROLLING_KEYS))
+    quorum = rolling.get("quorum")
+    if pops and _is_int(quorum) and quorum >= len(pops):
+        col.add("anycast_rolling.quorum", quorum,
+                "must be less than the number of PoPs (%d): the PoP being rolled out is never counted" % len(pops))
 
 
 def check_fleet(servers, errors=None):
@@ -638,6 +667,7 @@ def check_fleet(servers, errors=None):
         col = _Collector(host)
         codes = _pop_codes(col, hv.get("anycast_pops"))
         pop_lists[host] = codes
+        _check_rolling(col, hv.get("anycast_rolling"), codes)
         pop = hv.get("anycast_pop")
         if pop is None:
             col.add("anycast_pop", None, "server is in no PoP (put it in a PoP group, which sets anycast_pop)")

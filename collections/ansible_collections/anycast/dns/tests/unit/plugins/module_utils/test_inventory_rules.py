@@ -514,3 +514,36 @@ def test_wrong_types_never_crash():
     assert {"anycast_aggregates", "anycast_zones", "anycast_health", "anycast_bfd_profiles",
             "anycast_interfaces", "anycast_upstreams", "anycast_pops", "anycast_hidden_primary",
             "anycast_service_addresses"} <= keys
+
+
+# ----------------------------------------------------------------- rolling rollouts
+
+
+def rolling(**over):
+    return {"quorum": 1, "drain_wait": 20, "ready_timeout": 120, "announce_timeout": 60, **over}
+
+
+def test_rolling_settings_and_vantage_points_are_optional_and_checked_when_given():
+    servers = fleet()
+    for hv in servers.values():
+        hv["anycast_rolling"] = rolling()
+        hv["anycast_pops"][0]["probe_from"] = ["cl-hkg"]
+    assert_clean(servers)
+
+
+@pytest.mark.parametrize(("key", "value"), [("quorum", -1), ("quorum", 2), ("drain_wait", 0), ("ready_timeout", "x"),
+                                            ("announce_timeout", None), ("wait", 5)])
+def test_bad_rolling_setting(key, value):
+    servers = fleet()
+    for hv in servers.values():
+        hv["anycast_rolling"] = {**rolling(), key: value}
+    found = assert_problem(servers, "hkg1", "anycast_rolling." + key, value)
+    if key == "quorum" and value == 2:
+        assert "less than the number of PoPs (2)" in "\n".join(rules.format_problems(found))
+
+
+def test_probe_from_must_name_hosts():
+    servers = fleet()
+    for hv in servers.values():
+        hv["anycast_pops"][1]["probe_from"] = "cl-tyo"
+    assert_problem(servers, "hkg1", "anycast_pops[1].probe_from", "cl-tyo")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
@@ -23,6 +24,7 @@ class FakeAuthority:
         self.zones = dict(zones)
         self.rcode = {z: dns.rcode.NOERROR for z in zones}
         self.authoritative = True
+        self.nsid = None  # the server's name, sent back when a query asks for NSID
         self.after = None  # (queries, zone, serial): switch the serial after that many queries
         self.queries = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -47,6 +49,8 @@ class FakeAuthority:
             resp = dns.message.make_response(query)
             if self.authoritative:
                 resp.flags |= dns.flags.AA
+            if self.nsid and any(o.otype == dns.edns.NSID for o in query.options):
+                resp.use_edns(0, options=[dns.edns.GenericOption(dns.edns.NSID, self.nsid.encode())])
             if name not in self.zones:
                 resp.set_rcode(dns.rcode.REFUSED)
             elif self.rcode[name] != dns.rcode.NOERROR:
