@@ -43,7 +43,7 @@ def _cmd_exec(args) -> int:
 def _cmd_probe(args) -> int:
     result = probe.run_probe(load(), client=args.source, target=args.target, rate=args.rate,
                              duration=args.duration, timeout=args.timeout, qname=args.qname, qtype=args.qtype,
-                             tcp=args.tcp)
+                             tcp=args.tcp, stop_file=args.stop_file)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--qtype", default="SOA", help="type queried (%s)" % ", ".join(probe.QTYPES))
     pr.add_argument("--tcp", action="store_true", help="query over TCP instead of UDP")
     pr.add_argument("--json", action="store_true", help="per-query records and the summary as JSON")
+    pr.add_argument("--stop-file", help="stop sending early once this file exists (still at most --duration)")
     rs = sub.add_parser("resolve", help="ask a validating Unbound in a client namespace (exit 4 unless NOERROR + AD)")
     rs.add_argument("--from", dest="source", required=True, help="client node, e.g. cl-hkg")
     rs.add_argument("--anchor", required=True, help="file with the trust anchors (DS or DNSKEY records)")

@@ -413,6 +413,19 @@ def _running_lab_is_current(topo: Topology, paths: StatePaths) -> bool:
     return state.get("digest") == _lab_digest() and all(n["state"] == "running" for n in status(topo))
 
 
+def _write_vantage(topo: Topology, paths: StatePaths) -> None:
+    """One Python per client namespace, for Ansible: the lab inventory's vantage points run their
+    modules through it (ansible_python_interpreter), so they query the anycast addresses from the
+    client's network, the way the client does. Gone with `down` (it lives in the run directory)."""
+    directory = paths.run / "vantage"
+    directory.mkdir(parents=True, exist_ok=True)
+    for node in topo.of_kind("client"):
+        path = directory / node.name
+        path.write_text(f"#!/bin/sh\n# Python in the network namespace of lab client {node.name} (written by "
+                        f"anycast-lab up).\nexec ip netns exec {node.netns} {sys.executable} \"$@\"\n")
+        path.chmod(0o755)
+
+
 def _write_state(topo: Topology, paths: StatePaths, images: dict[str, Image]) -> None:
     state = {"topology": topo.name, "digest": _lab_digest(), "started": time.time(),
              "images": {k: str(v.path) for k, v in images.items()}, "ssh_key": str(paths.ssh_key)}
@@ -427,6 +440,7 @@ def up(topo: Topology | None = None, paths: StatePaths | None = None) -> float:
     _preflight(topo)
     if _running_lab_is_current(topo, paths):
         progress("the lab is already up, every node is running and its topology is unchanged; nothing to do")
+        _write_vantage(topo, paths)
         return time.monotonic() - started
     if any(leftovers(paths).values()):
         progress("removing a stale lab first")
@@ -446,6 +460,7 @@ def up(topo: Topology | None = None, paths: StatePaths | None = None) -> float:
         image = images["router" if node.kind == "router" else "server"]
         _start_machine(topo, node, image, paths, pubkey)
     _wait_booted(topo)
+    _write_vantage(topo, paths)
     _write_state(topo, paths, images)
     elapsed = time.monotonic() - started
     progress(f"lab is up in {elapsed:.0f} s: {len(topo.machines())} machines, "

@@ -120,7 +120,8 @@ def walk_path(topo: Topology, client: str, target: str) -> dict:
 
 
 def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, duration: float = 5.0,
-              timeout: float = 0.5, qname: str = "example.com.", qtype: str = "SOA", tcp: bool = False) -> dict:
+              timeout: float = 0.5, qname: str = "example.com.", qtype: str = "SOA", tcp: bool = False,
+              stop_file: str | None = None) -> dict:
     node = topo.client(client)
     topo.require_lab_address(target, "target", "probes only query the lab")
     if not 0 < rate <= MAX_RATE:
@@ -136,12 +137,16 @@ def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, d
             "--qtype", qtype.upper()]
     if tcp:
         argv.append("--tcp")
+    if stop_file:
+        argv += ["--stop-file", stop_file]
     path_before = walk_path(topo, client, target)
     try:
         proc = run(argv, netns=node.netns, timeout=duration + timeout + 30, check=True)
     except subprocess.TimeoutExpired as exc:  # pragma: no cover - run() converts it
         raise LabError("probe worker timed out") from exc
     records = json.loads(proc.stdout)
+    if stop_file and len(records) < max(1, int(rate * duration)):
+        duration = round(len(records) / rate, 3)  # stopped early: the time it really sent for
     path_after = walk_path(topo, client, target)
     summary = summarize(records, duration)
     summary.update({"client": client, "target": target, "qname": qname, "qtype": qtype.upper(), "rate": rate,

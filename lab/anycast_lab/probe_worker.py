@@ -1,13 +1,14 @@
 """Runs inside a client namespace: fixed-rate queries (SOA by default) with the NSID option; JSON out.
 
 Bounded: at most rate x duration queries, each with its own timeout; never outlives its duration
-by more than one timeout.
+by more than one timeout. With --stop-file it stops sending as soon as that file exists.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 import threading
@@ -51,6 +52,7 @@ def main() -> int:
     ap.add_argument("--qname", default="example.com.")
     ap.add_argument("--qtype", default="SOA")
     ap.add_argument("--tcp", action="store_true")
+    ap.add_argument("--stop-file")
     args = ap.parse_args()
     socket.setdefaulttimeout(args.timeout)
     count = max(1, int(args.rate * args.duration))
@@ -64,7 +66,11 @@ def main() -> int:
         rec.update({"seq": i, "t_ms": round(t_ms, 1)})
         records[i] = rec
 
+    sent = count
     for i in range(count):
+        if args.stop_file and os.path.exists(args.stop_file):
+            sent = i
+            break
         due = t0 + i * interval
         now = time.monotonic()
         if due > now:
@@ -74,7 +80,7 @@ def main() -> int:
         threads.append(th)
     for th in threads:
         th.join(args.timeout + 2)
-    json.dump(records, sys.stdout)
+    json.dump(records[:sent], sys.stdout)
     return 0
 
 
