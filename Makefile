@@ -54,11 +54,12 @@ test: setup lint ## everything: lint, unit, functional, the lab tests and molecu
 	$(BIN)/pytest -q
 	$(BIN)/molecule test --all
 
-demo: setup ## bring the lab up, run site.yml on it, print the lab's state (the lab stays up)
+demo: setup ## bring the lab up, run site.yml on it, print the lab's and the fleet's state (the lab stays up)
 	$(BIN)/ansible-playbook -i inventories/production playbooks/validate.yml
 	$(BIN)/anycast-lab up
 	$(BIN)/ansible-playbook -i inventories/lab site.yml
 	$(BIN)/anycast-lab status
+	$(BIN)/ansible-playbook -i inventories/lab playbooks/status.yml
 	@echo "The lab stays up: try '$(BIN)/anycast-lab probe --from cl-syd', then '$(BIN)/anycast-lab down'."
 
 lab-up: setup ## bring the lab up (idempotent)

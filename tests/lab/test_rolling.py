@@ -1,0 +1,239 @@
+"""Issue 7 on the lab: rolling rollouts PoP by PoP without losing a query, and the operator
+playbooks (drain.yml, undrain.yml, status.yml).
+
+While a playbook runs, every client region (six) queries the anycast address at a steady rate;
+the probes stop when the playbook ends (`anycast-lab probe --stop-file`). A query is lost when no
+authoritative NOERROR answer came back within 0.5 s.
+
+The rollout's change is real on every PoP: a Knot setting (RRL rate limit 200 -> 250 answers/s,
+reloaded) and an FRR timer (BGP keepalive/hold 10/30 -> 5/15). The broken change is a wrong
+local ASN (65054; the upstreams expect 65053): it passes every syntax check, and only the
+verification after the change can see that no BGP session comes up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_playbook
+from tests.lab.conftest import LAB
+from tests.lab.fleet import (
+    AGGREGATES,
+    INVENTORY,
+    NEAREST_POP,
+    POP_OF,
+    ROUTER_OF,
+    SERVERS,
+    SERVICE,
+    all_up,
+    converge,
+    received,
+    sessions,
+    sh,
+    wait_for,
+)
+
+pytestmark = pytest.mark.lab
+
+CLIENTS = list(NEAREST_POP)  # the six regions
+RATE = 20  # queries per second per region
+PEER_ADDR = {(server, fam): ours for server, _, router, fam, ours in sessions()
+             if router == ROUTER_OF["transit"][server]}
+CHANGE = {"knot_dns_rrl": {"rate_limit": 250, "slip": 2, "table_size": 393241, "whitelist": []},
+          "frr_bgp_timers": {"keepalive": 5, "hold": 15}}
+BROKEN = {"frr_bgp_asn": 65054,
+          # Short waits, so the failed verification ends the run in seconds.
+          "anycast_rolling": {"quorum": 3, "drain_wait": 20, "ready_timeout": 20, "announce_timeout": 60}}
+
+
+class Regions:
+    """One probe per client region, from now until stop()."""
+
+    def __init__(self, tmp: Path, duration: float = 600):
+        self.stop_file = tmp / "stop"
+        env = dict(os.environ, PYTHONPATH=str(REPO / "lab"))
+        self.procs = {
+            c: subprocess.Popen(  # noqa: S603 - our own CLI
+                [LAB, "probe", "--from", c, "--target", SERVICE[4], "--rate", str(RATE), "--duration", str(duration),
+                 "--timeout", "0.5", "--stop-file", str(self.stop_file), "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for c in CLIENTS}
+        time.sleep(2)  # a steady stretch before the playbook starts
+
+    def stop(self) -> dict[str, dict]:
+        time.sleep(2)
+        self.stop_file.touch()
+        out = {}
+        for client, proc in self.procs.items():
+            stdout, stderr = proc.communicate(timeout=120)
+            assert proc.returncode == 0, stderr
+            data = json.loads(stdout)
+            s = data["summary"]
+            good = [r for r in data["records"] if r.get("rcode") == "NOERROR" and r.get("aa")]
+            s["good"] = len(good)
+            out[client] = s
+        return out
+
+
+def totals(result: dict[str, dict]) -> tuple[int, int]:
+    sent = sum(s["sent"] for s in result.values())
+    return sent, sent - sum(s["good"] for s in result.values())
+
+
+def report(name: str, seconds: float, result: dict[str, dict]) -> None:
+    sent, lost = totals(result)
+    print(f"\n[rolling] {name}: {seconds:.0f} s, {sent} queries from {len(result)} regions, {lost} lost")
+    for client, s in result.items():
+        print(f"    {client}: sent {s['sent']}, good {s['good']}, longest gap {s['longest_gap_ms']} ms, "
+              f"answers {s['answers_per_node']}")
+
+
+def playbook(name: str, *extra: str, timeout: int = 1200) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a playbook; its stdout with every run of whitespace made one space (the callback folds
+    long messages across lines)."""
+    started = time.monotonic()
+    proc = run_playbook(f"playbooks/{name}", INVENTORY, *extra, timeout=timeout)
+    proc.stdout = " ".join(proc.stdout.split())
+    return proc, time.monotonic() - started
+
+
+def announced_to_upstream(server: str) -> bool:
+    router = ROUTER_OF["transit"][server]
+    return all(AGGREGATES[f] in received(router, f, PEER_ADDR[(server, f)]) for f in (4, 6))
+
+
+def drain_flag(server: str) -> bool:
+    return sh(server, "test -e /var/lib/anycast-health/drain", check=False).returncode == 0
+
+
+def bgp_asn(server: str) -> str:
+    return sh(server, "vtysh -c 'show running-config' | sed -n 's/^router bgp //p'").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def converged(lab_up):
+    run = converge(label="rolling")
+    assert run["rc"] == 0, run["output"]
+    assert wait_for(lambda: not all_up(), 60, 2), all_up()
+    assert wait_for(lambda: all(announced_to_upstream(s) for s in SERVERS), 60, 1)
+    return run
+
+
+def test_status_prints_one_table_of_the_fleet(converged, tmp_path):
+    proc, _ = playbook("status.yml", "-e", f"status_json={tmp_path / 'fleet.json'}")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "PoP  server  BGP sessions" in proc.stdout
+    for server in SERVERS:
+        assert f"{POP_OF[server]}  {server}" in proc.stdout
+    fleet = json.loads((tmp_path / "fleet.json").read_text())
+    assert sorted(fleet) == sorted(SERVERS)
+    for server, st in fleet.items():
+        assert st["pop"] == POP_OF[server] and st["announcing"] and not st["drained"], (server, st)
+        assert st["announced"] == sorted(AGGREGATES.values())
+        assert all(s["state"] == "Established" and s["bfd"] == "up" for s in st["sessions"]), st["sessions"]
+        serials = {zones["example.com"] for zones in st["serials"].values()}
+        assert len(serials) == 1 and isinstance(serials.pop(), int), st["serials"]
+        assert {f["state"] for f in st["health"]["families"].values()} == {"announced"}
+
+
+def test_drain_and_undrain_one_pop_persist_across_a_reboot_without_losing_a_query(converged, tmp_path):
+    regions = Regions(tmp_path)
+    proc, seconds = playbook("drain.yml", "-e", "target=fra")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "3 other PoP(s) serve (hkg, tyo, gru); 3 required" in proc.stdout
+    assert "fra1 is drained: withdrawn" in proc.stdout and "traffic moved" in proc.stdout, proc.stdout[-2000:]
+    assert not announced_to_upstream("fra1")
+    # A drained PoP is missing from the quorum: draining a second one is refused, nothing touched.
+    refused, _ = playbook("drain.yml", "-e", "target=gru")
+    assert refused.returncode != 0
+    assert "Refusing to take gru1 out of service" in refused.stdout and "Missing: fra (fra1: anycast-health: drained" \
+        in refused.stdout, refused.stdout[-2000:]
+    assert not drain_flag("gru1") and announced_to_upstream("gru1")
+    # Drained across a reboot.
+    subprocess.run([LAB, "reboot", "fra1"], check=True, capture_output=True, timeout=300,
+                   env=dict(os.environ, PYTHONPATH=str(REPO / "lab")))
+    assert wait_for(lambda: sh("fra1", "anycast-health status", check=False).returncode == 0, 60, 1)
+    time.sleep(5)
+    assert drain_flag("fra1") and not announced_to_upstream("fra1")
+    proc, _ = playbook("undrain.yml", "-e", "target=fra")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "fra from cl-lon: 203.0.113.53 answered by fra1" in proc.stdout, proc.stdout[-2000:]
+    result = regions.stop()
+    report("drain, reboot, undrain of fra", seconds, result)
+    assert totals(result)[1] == 0, result
+    assert result["cl-lon"]["answers_per_node"].get("fra1", 0) > 0 and len(result["cl-lon"]["answers_per_node"]) > 1
+
+
+def test_a_bad_target_is_refused_before_anything_is_touched(converged):
+    for target, words in (("nope", "names no host"), ("primary1", "also names primary1")):
+        proc, _ = playbook("drain.yml", "-e", f"target={target}")
+        assert proc.returncode != 0 and words in proc.stdout, proc.stdout[-2000:]
+    proc, _ = playbook("drain.yml")
+    assert proc.returncode != 0 and "say which PoP or server" in proc.stdout
+    assert not any(drain_flag(s) for s in SERVERS)
+
+
+def test_rolling_run_changes_knot_and_frr_on_every_pop_and_no_client_loses_a_query(converged, tmp_path):
+    regions = Regions(tmp_path)
+    proc, seconds = playbook("rolling.yml", "-e", json.dumps(CHANGE))
+    result = regions.stop()
+    report("rolling run (RRL 250, BGP timers 5/15)", seconds, result)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    sent, lost = totals(result)
+    assert lost == 0, result
+    assert sent >= len(CLIENTS) * RATE * 30
+    # One PoP after the other, in the inventory's order, each drained by its traffic moving away.
+    order = [proc.stdout.index(f"PoP {pop} done in") for pop in ("hkg", "tyo", "fra", "gru")]
+    assert order == sorted(order), proc.stdout[-4000:]
+    assert proc.stdout.count("traffic moved") >= 4
+    for pop, client in (("hkg", "cl-hkg"), ("tyo", "cl-tyo"), ("fra", "cl-lon"), ("gru", "cl-gru")):
+        assert f"{pop} from {client}: 203.0.113.53 answered by {pop}" in proc.stdout
+    # Each region moved away from its PoP during that PoP's turn, and came back.
+    for client, s in result.items():
+        pops = {POP_OF[n] for n in s["answers_per_node"]}
+        assert NEAREST_POP[client] in pops and len(pops) > 1, (client, s["answers_per_node"])
+    # The change is live everywhere, and nothing stayed drained.
+    for server in SERVERS:
+        assert "rate-limit: 250" in sh(server, "cat /etc/knot/knot.conf").stdout
+        assert "timers bgp 5 15" in sh(server, "vtysh -c 'show running-config'").stdout
+        assert not drain_flag(server) and announced_to_upstream(server)
+
+
+def test_a_broken_change_stops_at_the_first_pop_which_stays_drained_and_clients_see_nothing(converged, tmp_path):
+    regions = Regions(tmp_path)
+    proc, seconds = playbook("rolling.yml", "-e", json.dumps({**CHANGE, **BROKEN}))
+    result = regions.stop()
+    report("broken change (local ASN 65054)", seconds, result)
+    assert proc.returncode != 0
+    assert "Rollout stopped at PoP hkg (Hong Kong)" in proc.stdout, proc.stdout[-4000:]
+    assert "step 'Go on only if every server of the PoP is ready' failed" in proc.stdout
+    assert "Idle" in proc.stdout and "the PoPs after it (tyo, fra, gru) were not touched" in proc.stdout
+    assert "-e rolling_from=hkg" in proc.stdout
+    assert totals(result)[1] == 0, result
+    # hkg is drained with the broken change; the PoPs after it were not touched.
+    for server in ("hkg1", "hkg2"):
+        assert drain_flag(server) and bgp_asn(server) == "65054" and not announced_to_upstream(server)
+    for server in ("tyo1", "fra1", "gru1"):
+        assert not drain_flag(server) and bgp_asn(server) == "65053" and announced_to_upstream(server)
+    assert set(result["cl-hkg"]["answers_per_node"]) - {"hkg1", "hkg2"}, result["cl-hkg"]
+
+    # Resuming from a later PoP is refused: hkg does not serve, so the quorum is short.
+    refused, _ = playbook("rolling.yml", "-e", "rolling_from=tyo", "-e", json.dumps(CHANGE))
+    assert refused.returncode != 0 and "Missing: hkg (hkg1: " in refused.stdout, refused.stdout[-3000:]
+    assert bgp_asn("tyo1") == "65053" and not drain_flag("tyo1")
+
+    # The fix, resumed where it stopped, brings hkg back; clients lose nothing.
+    (tmp_path / "resume").mkdir()
+    regions = Regions(tmp_path / "resume")
+    proc, seconds = playbook("rolling.yml", "-e", "rolling_from=hkg", "-e", json.dumps(CHANGE))
+    result = regions.stop()
+    report("resumed from hkg with the fix", seconds, result)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert totals(result)[1] == 0, result
+    for server in SERVERS:
+        assert bgp_asn(server) == "65053" and not drain_flag(server) and announced_to_upstream(server)
