@@ -414,7 +414,9 @@ def test_drain_and_undrain_from_the_command_line(daemon, capsys):
     assert flag(run_dir) == "1"
     out = capsys.readouterr().out
     assert "at the latest in 0.5 s" in out and "ipv4: drained" in out
-    assert json.loads((tmp_path / "state" / "drain").read_text())["wait"] == 0.5
+    flag_file = json.loads((tmp_path / "state" / "drain").read_text())
+    assert flag_file["wait"] == 0.5
+    assert flag_file["withdrawn_at"] >= flag_file["since"] and flag_file["why"] == "the drain's wait is over"
     assert ah.main(["--config", config, "drain", "--no-block"]) == 0
     assert "drain already set" in capsys.readouterr().out
     assert ah.main(["--config", config, "undrain"]) == 0
@@ -422,6 +424,30 @@ def test_drain_and_undrain_from_the_command_line(daemon, capsys):
     assert "ipv4: announced" in capsys.readouterr().out
     assert not (tmp_path / "state" / "drain").exists()
     assert ah.main(["--config", config, "drain", "--wait", "-1"]) == 2
+
+
+def test_a_restarted_daemon_keeps_a_drained_node_withdrawn_however_long_the_drain_wait(tmp_path, authority):
+    """The withdrawal is noted in the drain flag: a daemon restarted in the middle of a long drain
+    (the role restarts it while rolling.yml applies a change) does not announce again."""
+    config = ah.load_config(str(config_for(tmp_path, authority, interval=0.1, timeout=0.08)))
+    (tmp_path / "state").mkdir()
+    now = time.time()
+    (tmp_path / "state" / "drain").write_text(json.dumps(
+        {"since": now - 3, "wait": 600, "withdrawn_at": now - 1, "why": "traffic moved: 40.0 q/s before",
+         "rate_before": 40.0, "rate_after": 0.0}))
+    d = ah.Daemon(config)
+    thread = threading.Thread(target=d.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: (tmp_path / "run" / "state.json").exists())
+        time.sleep(1.5)  # 15 good checks: rise is 3
+        assert flag(tmp_path / "run") == "1"
+        state = ipv4_state(tmp_path / "run")
+        assert state["state"] == "drained" and state["healthy"], state
+        assert json.loads((tmp_path / "run" / "state.json").read_text())["drain"]["why"].startswith("traffic moved")
+    finally:
+        d.stop = True
+        thread.join(5)
 
 
 @pytest.mark.parametrize("conf,wants", [
