@@ -439,7 +439,7 @@ def test_a_restarted_daemon_keeps_a_drained_node_withdrawn_however_long_the_drai
     thread = threading.Thread(target=d.run, daemon=True)
     thread.start()
     try:
-        assert wait_until(lambda: (tmp_path / "run" / "state.json").exists())
+        assert wait_until((tmp_path / "run" / "state.json").exists)
         time.sleep(1.5)  # 15 good checks: rise is 3
         assert flag(tmp_path / "run") == "1"
         state = ipv4_state(tmp_path / "run")
