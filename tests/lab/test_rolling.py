@@ -127,9 +127,9 @@ def converged(lab_up):
 def test_status_prints_one_table_of_the_fleet(converged, tmp_path):
     proc, _ = playbook("status.yml", "-e", f"status_json={tmp_path / 'fleet.json'}")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "PoP  server  BGP sessions" in proc.stdout
+    assert "PoP server BGP sessions BFD announces health drain zone serials" in proc.stdout
     for server in SERVERS:
-        assert f"{POP_OF[server]}  {server}" in proc.stdout
+        assert f"{POP_OF[server]} {server} transit:up/up" in proc.stdout, proc.stdout[-3000:]
     fleet = json.loads((tmp_path / "fleet.json").read_text())
     assert sorted(fleet) == sorted(SERVERS)
     for server, st in fleet.items():
