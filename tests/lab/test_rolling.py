@@ -8,7 +8,8 @@ authoritative NOERROR answer came back within 0.5 s.
 The rollout's change is real on every PoP: a Knot setting (RRL rate limit 200 -> 250 answers/s,
 reloaded) and an FRR timer (BGP keepalive/hold 10/30 -> 5/15). The broken change is a wrong
 local ASN (65054; the upstreams expect 65053): it passes every syntax check, and only the
-verification after the change can see that no BGP session comes up."""
+verification after the change can see that no BGP session comes up. It runs first; the full
+rollout then resumes from the PoP where it stopped."""
 
 from __future__ import annotations
 
@@ -178,32 +179,6 @@ def test_a_bad_target_is_refused_before_anything_is_touched(converged):
     assert not any(drain_flag(s) for s in SERVERS)
 
 
-def test_rolling_run_changes_knot_and_frr_on_every_pop_and_no_client_loses_a_query(converged, tmp_path):
-    regions = Regions(tmp_path)
-    proc, seconds = playbook("rolling.yml", "-e", json.dumps(CHANGE))
-    result = regions.stop()
-    report("rolling run (RRL 250, BGP timers 5/15)", seconds, result)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    sent, lost = totals(result)
-    assert lost == 0, result
-    assert sent >= len(CLIENTS) * RATE * 30
-    # One PoP after the other, in the inventory's order, each drained by its traffic moving away.
-    order = [proc.stdout.index(f"PoP {pop} done in") for pop in ("hkg", "tyo", "fra", "gru")]
-    assert order == sorted(order), proc.stdout[-4000:]
-    assert proc.stdout.count("traffic moved") >= 4
-    for pop, client in (("hkg", "cl-hkg"), ("tyo", "cl-tyo"), ("fra", "cl-lon"), ("gru", "cl-gru")):
-        assert f"{pop} from {client}: 203.0.113.53 answered by {pop}" in proc.stdout
-    # Each region moved away from its PoP during that PoP's turn, and came back.
-    for client, s in result.items():
-        pops = {POP_OF[n] for n in s["answers_per_node"]}
-        assert NEAREST_POP[client] in pops and len(pops) > 1, (client, s["answers_per_node"])
-    # The change is live everywhere, and nothing stayed drained.
-    for server in SERVERS:
-        assert "rate-limit: 250" in sh(server, "cat /etc/knot/knot.conf").stdout
-        assert "timers bgp 5 15" in sh(server, "vtysh -c 'show running-config'").stdout
-        assert not drain_flag(server) and announced_to_upstream(server)
-
-
 def test_a_broken_change_stops_at_the_first_pop_which_stays_drained_and_clients_see_nothing(converged, tmp_path):
     regions = Regions(tmp_path)
     proc, seconds = playbook("rolling.yml", "-e", json.dumps({**CHANGE, **BROKEN}))
@@ -227,13 +202,30 @@ def test_a_broken_change_stops_at_the_first_pop_which_stays_drained_and_clients_
     assert refused.returncode != 0 and "Missing: hkg (hkg1: " in refused.stdout, refused.stdout[-3000:]
     assert bgp_asn("tyo1") == "65053" and not drain_flag("tyo1")
 
-    # The fix, resumed where it stopped, brings hkg back; clients lose nothing.
-    (tmp_path / "resume").mkdir()
-    regions = Regions(tmp_path / "resume")
+
+def test_rolling_run_changes_knot_and_frr_on_every_pop_and_no_client_loses_a_query(converged, tmp_path):
+    """Resumes where the broken change stopped: hkg is drained with the wrong ASN, and the fixed
+    change goes out from there to every PoP (run alone, hkg is simply the first PoP)."""
+    regions = Regions(tmp_path)
     proc, seconds = playbook("rolling.yml", "-e", "rolling_from=hkg", "-e", json.dumps(CHANGE))
     result = regions.stop()
-    report("resumed from hkg with the fix", seconds, result)
+    report("rolling run from hkg (RRL 250, BGP timers 5/15)", seconds, result)
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert totals(result)[1] == 0, result
+    sent, lost = totals(result)
+    assert lost == 0, result
+    assert sent >= len(CLIENTS) * RATE * 30
+    # One PoP after the other, in the inventory's order, each drained by its traffic moving away.
+    order = [proc.stdout.index(f"PoP {pop} done in") for pop in ("hkg", "tyo", "fra", "gru")]
+    assert order == sorted(order), proc.stdout[-4000:]
+    assert proc.stdout.count("traffic moved") >= 3  # hkg may have been drained by the broken run
+    for pop, client in (("hkg", "cl-hkg"), ("tyo", "cl-tyo"), ("fra", "cl-lon"), ("gru", "cl-gru")):
+        assert f"{pop} from {client}: 203.0.113.53 answered by {pop}" in proc.stdout
+    # Each region moved away from its PoP during that PoP's turn, and came back.
+    for client, s in result.items():
+        pops = {POP_OF[n] for n in s["answers_per_node"]}
+        assert NEAREST_POP[client] in pops and len(pops) > 1, (client, s["answers_per_node"])
+    # The change is live everywhere, and nothing stayed drained.
     for server in SERVERS:
+        assert "rate-limit: 250" in sh(server, "cat /etc/knot/knot.conf").stdout
+        assert "timers bgp 5 15" in sh(server, "vtysh -c 'show running-config'").stdout
         assert bgp_asn(server) == "65053" and not drain_flag(server) and announced_to_upstream(server)
