@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from ansible.module_utils.basic import missing_required_lib
+
 try:
     import dns.edns
     import dns.exception
@@ -28,6 +30,35 @@ except ImportError as exc:  # pragma: no cover - reported through missing_requir
 # serial is None when the server gave no usable answer; problem then says why. nsid: the server's
 # NSID (RFC 5001) when it was asked for and sent one.
 SoaAnswer = namedtuple("SoaAnswer", ["serial", "problem", "nsid"], defaults=(None,))
+
+
+def require_dnspython(module):
+    """Fail MODULE the Ansible way when dnspython is missing on the managed node."""
+    if not HAS_DNSPYTHON:
+        module.fail_json(msg=missing_required_lib("dnspython"), exception=str(DNSPYTHON_IMPORT_ERROR))
+
+
+def serials(servers, zones, port=53, timeout=1.0, tcp=False):
+    """{server: {zone: serial, or the problem text when it served none}} for one round of queries."""
+    result = {}
+    for server in servers:
+        result[server] = {}
+        for zone in zones:
+            answer = soa_serial(server, zone, port=port, timeout=timeout, tcp=tcp)
+            result[server][zone] = answer.serial if answer.serial is not None else answer.problem
+    return result
+
+
+def lagging(seen, expect):
+    """Human lines for every (server, zone) of SEEN (as serials() returns) not serving EXPECT yet."""
+    lines = []
+    for server, zones in seen.items():
+        for zone, got in zones.items():
+            if isinstance(got, str):
+                lines.append("%s %s: %s" % (server, zone, got))
+            elif zone in expect and not serial_newer_or_equal(got, expect[zone]):
+                lines.append("%s %s: serial %d, expected %d or newer" % (server, zone, got, expect[zone]))
+    return lines
 
 
 def serial_newer_or_equal(serial, reference):

@@ -94,7 +94,7 @@ elapsed:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.anycast.dns.plugins.module_utils import _dns
 
@@ -112,8 +112,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    if not _dns.HAS_DNSPYTHON:
-        module.fail_json(msg=missing_required_lib("dnspython"), exception=str(_dns.DNSPYTHON_IMPORT_ERROR))
+    _dns.require_dnspython(module)
     p = module.params
     if not p["addresses"]:
         module.fail_json(msg="addresses must not be empty")

@@ -148,7 +148,7 @@ elapsed:
 import json
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.anycast.dns.plugins.module_utils import _dns
 
@@ -176,13 +176,8 @@ def parse_advertised(text):
 
 def judge(sessions, health, serials, aggregates, expect):
     """(ready problems, announce problems, withdraw problems, prefixes announced somewhere)."""
-    ready = []
-    for address, zones in sorted(serials.items()):
-        for zone, got in sorted(zones.items()):
-            if not isinstance(got, int):
-                ready.append("Knot %s %s: %s" % (address, zone, got))
-            elif zone in expect and not _dns.serial_newer_or_equal(got, expect[zone]):
-                ready.append("Knot %s %s: serial %d, expected %d or newer" % (address, zone, got, expect[zone]))
+    in_order = {address: dict(sorted(zones.items())) for address, zones in sorted(serials.items())}
+    ready = ["Knot " + line for line in _dns.lagging(in_order, expect)]
     if not sessions:
         ready.append("BGP: no session configured (is bgpd running?)")
     for s in sessions:
@@ -257,13 +252,7 @@ class Reader:
             return None
 
     def serials(self):
-        out = {}
-        for address in self.p["addresses"]:
-            out[address] = {}
-            for zone in self.p["zones"]:
-                answer = _dns.soa_serial(address, zone, port=self.p["port"], timeout=1.0)
-                out[address][zone] = answer.serial if answer.serial is not None else answer.problem
-        return out
+        return _dns.serials(self.p["addresses"], self.p["zones"], port=self.p["port"], timeout=1.0)
 
 
 def main():
@@ -283,8 +272,8 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p["addresses"] and p["zones"] and not _dns.HAS_DNSPYTHON:
-        module.fail_json(msg=missing_required_lib("dnspython"), exception=str(_dns.DNSPYTHON_IMPORT_ERROR))
+    if p["addresses"] and p["zones"]:
+        _dns.require_dnspython(module)
     p["zones"] = [z.rstrip(".") for z in p["zones"]]
     expect = {}
     for zone, serial in (p["expect_serials"] or {}).items():

@@ -107,33 +107,9 @@ rounds:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.anycast.dns.plugins.module_utils import _dns
-
-
-def ask_all(servers, zones, params):
-    """{server: {zone: serial or problem text}} for one round of queries."""
-    result = {}
-    for server in servers:
-        result[server] = {}
-        for zone in zones:
-            answer = _dns.soa_serial(server, zone, port=params["port"], timeout=params["query_timeout"],
-                                     tcp=params["tcp"])
-            result[server][zone] = answer.serial if answer.serial is not None else answer.problem
-    return result
-
-
-def lagging(seen, expect):
-    """Human lines for every (server, zone) that does not serve EXPECT yet."""
-    lines = []
-    for server, zones in seen.items():
-        for zone, got in zones.items():
-            if isinstance(got, str):
-                lines.append("%s %s: %s" % (server, zone, got))
-            elif zone in expect and not _dns.serial_newer_or_equal(got, expect[zone]):
-                lines.append("%s %s: serial %d, expected %d or newer" % (server, zone, got, expect[zone]))
-    return lines
 
 
 def lowest(seen, zones):
@@ -165,8 +141,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    if not _dns.HAS_DNSPYTHON:
-        module.fail_json(msg=missing_required_lib("dnspython"), exception=str(_dns.DNSPYTHON_IMPORT_ERROR))
+    _dns.require_dnspython(module)
     params = module.params
     servers, zones = params["servers"], [z.rstrip(".") for z in params["zones"]]
     if not servers or not zones:
@@ -187,9 +162,9 @@ def main():
     deadline = started + max(params["timeout"], 0)
     rounds = 0
     while True:
-        seen = ask_all(servers, zones, params)
+        seen = _dns.serials(servers, zones, port=params["port"], timeout=params["query_timeout"], tcp=params["tcp"])
         rounds += 1
-        lines = lagging(seen, expect)
+        lines = _dns.lagging(seen, expect)
         elapsed = round(time.monotonic() - started, 3)
         if not lines:
             break
