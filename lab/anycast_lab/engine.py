@@ -290,8 +290,8 @@ def _wire(topo: Topology) -> None:
             cmds += [f"addr add {node.loopback4}/32 dev lo", f"addr add {node.loopback6}/128 dev lo"]
         if node.mgmt is not None:
             cmds += [f"addr add {node.mgmt}/{topo.mgmt_prefix.prefixlen} dev mgmt0", "link set mgmt0 up"]
-        if node.kind == "client":
-            gw_iface = topo.interface_on(node.interfaces[0].peer, node.interfaces[0].link)
+        gw_iface = topo.gateway_of(node) if node.interfaces else None
+        if gw_iface is not None:
             cmds += [f"route add default via {gw_iface.ipv4.ip}", f"route add default via {gw_iface.ipv6.ip}"]
         if cmds:
             run(["ip", "-n", node.netns, "-batch", "-"], input_text="\n".join(cmds) + "\n")

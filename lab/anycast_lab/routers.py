@@ -9,7 +9,9 @@ Policy, as on the real Internet:
   (local-pref 1000 - one-way ms): hot-potato routing without an IGP;
 - transits and the HKIX route server accept only our aggregates from our servers, with TCP-MD5,
   a max-prefix limit and BFD; they send our servers a default route;
-- eyeball ISPs announce their client LAN; the HK ISP peers at HKIX through the route server.
+- eyeball ISPs announce their client LAN; the HK ISP peers at HKIX through the route server;
+- a router's `clients` node (a client namespace, or the monitoring server) has no BGP: the router
+  announces that node's LAN and the node routes through it by default.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def _sessions(topo: Topology, node: Node):
     for iface in node.interfaces:
         if iface.peer is not None:
             peer = topo.nodes[iface.peer]
-            if peer.kind == "client":
+            if peer.kind == "client" or peer.name == node.clients:
                 continue
             out.append((peer, iface, topo.interface_on(peer.name, iface.link)))
         else:

@@ -117,6 +117,14 @@ class Topology:
         return addr in self.mgmt_prefix
 
 
+    def gateway_of(self, node: Node) -> Interface | None:
+        """The router interface a stub node (a client, or a router's `clients` server) routes
+        through by default; None for a node that has its own routing (BGP) or none at all."""
+        for router in self.of_kind("router"):
+            if router.clients == node.name:
+                return self.interface_on(router.name, node.interfaces[0].link)
+        return None
+
     def client(self, name: str) -> Node:
         """The client node NAME; a LabError naming the clients when it is not one."""
         node = self.nodes.get(name)
@@ -223,3 +231,8 @@ def _check(topo: Topology) -> None:
             raise LabError(f"topology: {node.name}: mgmt {node.mgmt} is outside {topo.mgmt_prefix}")
         if node.kind == "client" and len(node.interfaces) != 1:
             raise LabError(f"topology: client {node.name} needs exactly one link")
+        if node.clients is not None:
+            stub = topo.nodes.get(node.clients)
+            if stub is None or not stub.interfaces or stub.interfaces[0].peer != node.name:
+                raise LabError(f"topology: {node.name}: clients {node.clients!r} must be a node whose first "
+                               f"link goes to {node.name}")

@@ -162,3 +162,17 @@ def test_the_resolver_asks_only_the_lab_for_the_given_zones():
     with pytest.raises(Exception, match="not a client"):
         resolver.resolve(TOPO, None, client="hkg1", anchors="x", zones=["example.com"],
                          questions=[("example.com", "A")])
+
+
+def test_monitoring_node_is_a_stub_customer_of_the_frankfurt_backbone():
+    monitor = TOPO.nodes["monitor1"]
+    gateway = TOPO.gateway_of(monitor)
+    assert gateway is not None and gateway.node == "bb-fra"
+    assert str(monitor.interfaces[0].ipv4) == "100.80.7.2/24"
+    conf = routers.render(TOPO, TOPO.nodes["bb-fra"])
+    # bb-fra announces the monitoring LAN and runs no BGP session with monitor1.
+    assert "network 100.80.7.0/24" in conf and "network 2001:db8:8007::/64" in conf
+    assert "100.80.7.2" not in conf and "2001:db8:8007::2" not in conf
+    # The PoP servers have BGP of their own: no default route from the engine for them.
+    assert TOPO.gateway_of(TOPO.nodes["fra1"]) is None
+    assert TOPO.gateway_of(TOPO.nodes["cl-lon"]).node == "isp-lon"
