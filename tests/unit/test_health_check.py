@@ -334,6 +334,10 @@ def test_prometheus_text_has_state_transitions_and_withdrawal_time():
     assert 'anycast_health_withdraw_seconds{family="ipv4"} 0.021' in text
     assert "anycast_health_drained 0" in text
     assert "# TYPE anycast_health_transitions_total counter" in text
+    assert "anycast_health_updated_timestamp_seconds 6.000" in text
+    # Without nftables counters the daemon does not invent a traffic figure.
+    assert "external_queries_total" not in text
+    assert "anycast_health_external_queries_total 1234" in ah.prom_text({"4": fam}, None, 6.0, queries=1234)
 
 
 # --- the daemon end to end ------------------------------------------------------------------
@@ -394,6 +398,15 @@ def test_daemon_tells_keepalived_announce_withdraw_and_knot_crash(daemon, author
     assert 'anycast_health_state{family="ipv4",state="damped"} 1' in prom
     assert 'anycast_health_failures_total{family="ipv4"} 2' in prom
     assert 'anycast_health_transitions_total{family="ipv4"} 4' in prom
+
+    # Nothing changes any more, yet the file is rewritten every check interval (0.3 s here):
+    # a stale timestamp is how Prometheus tells a stopped daemon from a quiet one.
+    def stamp():
+        text = (tmp_path / "anycast_health.prom").read_text()
+        line = next(x for x in text.splitlines() if x.startswith("anycast_health_updated_timestamp_seconds "))
+        return float(line.split()[1])
+    first = stamp()
+    assert wait_until(lambda: stamp() >= first + 0.5, timeout=5)
 
 
 def test_daemon_counts_a_knot_crash_and_clears_the_crash_flag(daemon):
