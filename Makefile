@@ -24,7 +24,10 @@ setup: apt venv ## install apt packages (as root) and the Python virtualenv; ide
 apt: ## install the Debian packages the project needs (skips what is there)
 	@scripts/setup-apt.sh $(APT_PACKAGES)
 
-venv: $(VENV)/.installed ## create .venv from requirements.txt
+venv: $(VENV)/.installed $(BIN)/promtool ## create .venv from requirements.txt (and promtool, for the alert rules)
+
+$(BIN)/promtool: scripts/setup-promtool.sh | $(VENV)/.installed
+	@scripts/setup-promtool.sh $(BIN)
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -95,9 +95,12 @@ def all_up() -> dict[str, dict[str, str]]:
     return {s: v for s, v in bad.items() if v}
 
 
-def converge(*extra: str, label: str = "lab") -> dict:
-    """site.yml on the lab; rc, seconds, recap and the output's tail."""
+def converge(*extra: str, label: str = "lab", monitoring: bool = False) -> dict:
+    """site.yml on the lab; rc, seconds, recap and the output's tail. Without the monitoring plays
+    unless asked: only tests/lab/test_monitoring.py needs them (molecule converges everything)."""
     started = time.monotonic()
+    if not monitoring and "--tags" not in extra:
+        extra = (*extra, "--skip-tags", "monitoring")
     proc = run_playbook("site.yml", INVENTORY, *extra, timeout=1200)
     run = {"rc": proc.returncode, "seconds": time.monotonic() - started, "recap": recap(proc.stdout),
            "stdout": proc.stdout, "output": proc.stdout[-4000:] + proc.stderr[-2000:]}

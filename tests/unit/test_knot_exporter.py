@@ -1,0 +1,104 @@
+"""roles/monitoring/files/anycast-knot-exporter: Knot's timers and RRSIGs read right, `knotc stats`
+and `zone-status` (as python3-libknot returns them, captured from Knot 3.2 on the lab) turned into
+metrics, and a Knot that does not answer reported as knot_up 0 with no stale figures."""
+
+from __future__ import annotations
+
+import calendar
+import importlib.machinery
+import importlib.util
+
+import pytest
+
+from tests.conftest import REPO
+
+_loader = importlib.machinery.SourceFileLoader("knot_exporter",
+                                               str(REPO / "roles/monitoring/files/anycast-knot-exporter"))
+_spec = importlib.util.spec_from_loader("knot_exporter", _loader)
+ke = importlib.util.module_from_spec(_spec)
+_loader.exec_module(ke)
+
+NOW = float(calendar.timegm((2026, 11, 21, 12, 0, 0, 0, 0, 0)))
+STATS = {"server": {"zone-count": 2}, "mod-rrl": {"slipped": 3, "dropped": 7},
+         "mod-stats": {"request-protocol": {"udp4": 235, "tcp6": 232, "quic4": 0},
+                       "response-code": {"NOERROR": 931, "NXDOMAIN": 3, "SERVFAIL": 0},
+                       "query-type": {"SOA": 931, "A": 3, "AAAA": 0},
+                       "server-operation": {"query": 934, "axfr": 0},
+                       "edns-presence": {"request": 5}}}
+STATUS = {"example.com.": {"role": "slave", "serial": "1795284584", "refresh": "+58m42s",
+                           "expiration": "+13D23h58m42s", "re-sign": "-"},
+          "example.net.": {"role": "master", "serial": "1795284590", "refresh": "-", "expiration": "-"}}
+APEX = {"example.com.": {
+    "SOA": ["ns1.example.com. hostmaster.example.com. 1795284584 3600 600 1209600 300"],
+    "RRSIG": ["SOA 13 2 3600 20261205120000 20261121110000 12345 example.com. c2ln",
+              "DNSKEY 13 2 3600 20261203120000 20261121110000 54321 example.com. c2ln"]}}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("+13D23h58m42s", 13 * 86400 + 23 * 3600 + 58 * 60 + 42), ("+58m42s", 3522), ("-5m", -300),
+    ("0", 0), ("+1Y2M", 365 * 86400 + 60 * 86400), ("-", None), ("pending", None), (None, None)])
+def test_knot_timers(text, seconds):
+    assert ke.knot_seconds(text) == (None if seconds is None else float(seconds))
+
+
+def test_rrsig_expiration_in_both_formats():
+    assert ke.rrsig_expiration("SOA 13 2 3600 20261205120000 20261121110000 1 example.com. x") == \
+        calendar.timegm((2026, 12, 5, 12, 0, 0, 0, 0, 0))
+    assert ke.rrsig_expiration("SOA 13 2 3600 1796000000 1795000000 1 example.com. x") == 1796000000.0
+    assert ke.rrsig_expiration("garbage") is None
+
+
+def render() -> str:
+    metrics = ke.Metrics()
+    ke.stats_metrics(metrics, STATS)
+    ke.zone_metrics(metrics, STATUS, APEX, NOW)
+    return metrics.render()
+
+
+def test_stats_become_named_counters():
+    text = render()
+    assert 'knot_queries_total{protocol="udp4"} 235' in text
+    assert 'knot_queries_total{protocol="quic4"} 0' in text  # protocols: all of them, zero or not
+    assert 'knot_responses_total{rcode="NXDOMAIN"} 3' in text
+    assert 'knot_query_types_total{type="SOA"} 931' in text
+    assert 'type="AAAA"' not in text  # query types: only those seen (Knot lists ~90)
+    assert "knot_rrl_dropped_total 7" in text and "knot_rrl_slipped_total 3" in text
+    assert "knot_zones 2" in text
+    assert 'knot_stat{id="request",item="edns-presence",section="mod-stats"} 5' in text
+    assert "# TYPE knot_queries_total counter" in text
+
+
+def test_zone_serial_timers_expire_and_rrsig():
+    text = render()
+    assert 'knot_zone_serial{zone="example.com"} 1795284584' in text
+    assert 'knot_zone_serial{zone="example.net"} 1795284590' in text
+    assert 'knot_zone_expires_in_seconds{zone="example.com"} 1209522' in text
+    assert 'knot_zone_refresh_in_seconds{zone="example.com"} 3522' in text
+    assert 'knot_zone_expires_in_seconds{zone="example.net"}' not in text  # a primary has no expiry
+    assert 'knot_zone_soa_expire_seconds{zone="example.com"} 1209600' in text
+    # The earliest of the apex RRSIGs (DNSKEY's, 12 days from NOW).
+    assert f'knot_zone_rrsig_expires_in_seconds{{zone="example.com"}} {12 * 86400}' in text
+    assert 'knot_zone_rrsig_expires_in_seconds{zone="example.net"}' not in text  # unsigned
+
+
+class DeadKnot:
+    socket_path = "/run/knot/knot.sock"
+
+    def read(self):
+        raise OSError("connection refused")
+
+
+class FineKnot:
+    socket_path = "/run/knot/knot.sock"
+
+    def read(self):
+        return STATS, STATUS, APEX
+
+
+def test_knot_not_answering_is_knot_up_0_without_stale_figures():
+    text, ok = ke.collect(DeadKnot())
+    assert not ok
+    assert "knot_up 0" in text
+    assert "knot_zone_serial" not in text and "knot_queries_total" not in text
+    text, ok = ke.collect(FineKnot())
+    assert ok and "knot_up 1" in text and "knot_zone_serial" in text
