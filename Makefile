@@ -63,7 +63,7 @@ demo: setup ## bring the lab up, run site.yml on it, print the lab's and the fle
 	$(BIN)/ansible-playbook -i inventories/lab site.yml
 	$(BIN)/anycast-lab status
 	$(BIN)/ansible-playbook -i inventories/lab playbooks/status.yml
-	@echo "The lab stays up: try '$(BIN)/anycast-lab probe --from cl-syd', then '$(BIN)/anycast-lab down'."
+	@echo "The lab stays up: try '$(BIN)/anycast-lab probe --from cl-syd', Prometheus at http://198.18.0.51:9090 (alerts: /alerts), then '$(BIN)/anycast-lab down'."
 
 lab-up: setup ## bring the lab up (idempotent)
 	$(BIN)/anycast-lab up
