@@ -95,6 +95,17 @@ def all_up() -> dict[str, dict[str, str]]:
     return {s: v for s, v in bad.items() if v}
 
 
+def _failures(stdout: str) -> str:
+    """The failed tasks of a playbook run, with their task header: the tail alone may not show them."""
+    lines, task, out = stdout.splitlines(), "", []
+    for line in lines:
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line
+        elif line.startswith(("fatal:", "failed:")):
+            out += [task, line[:2000]]
+    return ("FAILED TASKS:\n" + "\n".join(out) + "\n...\n") if out else ""
+
+
 def converge(*extra: str, label: str = "lab", monitoring: bool = False) -> dict:
     """site.yml on the lab; rc, seconds, recap and the output's tail. Without the monitoring plays
     unless asked: only tests/lab/test_monitoring.py needs them (molecule converges everything)."""
@@ -103,7 +114,7 @@ def converge(*extra: str, label: str = "lab", monitoring: bool = False) -> dict:
         extra = (*extra, "--skip-tags", "monitoring")
     proc = run_playbook("site.yml", INVENTORY, *extra, timeout=1200)
     run = {"rc": proc.returncode, "seconds": time.monotonic() - started, "recap": recap(proc.stdout),
-           "stdout": proc.stdout, "output": proc.stdout[-4000:] + proc.stderr[-2000:]}
+           "stdout": proc.stdout, "output": _failures(proc.stdout) + proc.stdout[-4000:] + proc.stderr[-2000:]}
     print(f"\n[{label}] site.yml {' '.join(extra)}: rc={proc.returncode} in {run['seconds']:.1f} s")
     return run
 

@@ -130,17 +130,19 @@ def test_every_dashboard_panel_shows_metrics_the_lab_exports(fleet):
     exported = set(get(f"{PROMETHEUS}/api/v1/label/__name__/values")["data"])
     panels = json.loads(DASHBOARD.read_text())["panels"]
     assert len(panels) >= 10
-    missing, empty = {}, []
+    missing = {}
     for panel in panels:
         for target in panel["targets"]:
             names = metric_names(target["expr"])
             assert names, f"no metric found in {target['expr']!r}"
             if names - exported:
                 missing[panel["title"]] = sorted(names - exported)
-            if not query(target["expr"]):
-                empty.append(panel["title"])
     assert missing == {}, f"panels naming metrics the lab does not export: {missing}"
-    assert empty == [], f"panels without data on the lab: {empty}"
+
+    # Data in every panel: rates over [1m] need two scrapes of a fresh lab, so allow one window.
+    def empty():
+        return [p["title"] for p in panels for t in p["targets"] if not query(t["expr"])]
+    assert wait_for(lambda: not empty(), timeout=75, interval=5), f"panels without data on the lab: {empty()}"
 
 
 def test_knot_stopped_on_a_pop_fires_alerts_within_60s_and_they_resolve(fleet):
@@ -179,6 +181,6 @@ def test_knot_stopped_on_a_pop_fires_alerts_within_60s_and_they_resolve(fleet):
     assert wait_for(lambda: not {k for k in firing() if k[1] in (NODE, POP)}, timeout=90, interval=1), firing()
     resolved = time.monotonic() - started
     print(f"[monitoring] Knot started again; every alert of fra1/fra resolved after {resolved:.0f} s")
-    assert wait_for(lambda: "AnycastNodeWithdrawn" in notified("resolved"), timeout=40)
+    assert wait_for(lambda: "AnycastNodeWithdrawn" in notified("resolved"), timeout=60, interval=2)
     assert not {a for a, _ in seen} & never, seen
     sh("monitor1", "systemctl stop alert-sink", check=False)
