@@ -14,7 +14,7 @@ export PY_COLORS ?= 0
 APT_PACKAGES := python3 python3-venv git make iproute2 iputils-ping openssh-client nftables \
                 systemd-container debootstrap apt-cacher-ng
 
-.PHONY: help setup apt venv lock check lint unit test demo lab-up lab-down clean
+.PHONY: help setup apt venv lock check lint unit test demo bench lab-up lab-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -64,6 +64,12 @@ demo: setup ## bring the lab up, run site.yml on it, print the lab's and the fle
 	$(BIN)/anycast-lab status
 	$(BIN)/ansible-playbook -i inventories/lab playbooks/status.yml
 	@echo "The lab stays up: try '$(BIN)/anycast-lab probe --from cl-syd', Prometheus at http://198.18.0.51:9090 (alerts: /alerts), then '$(BIN)/anycast-lab down'."
+
+bench: setup ## on a fresh lab: the catchment and RTT table -> reports/ (rtt.md, summary.json); the lab is removed after
+	@set -e; trap '$(BIN)/anycast-lab down >/dev/null' EXIT; \
+	$(BIN)/anycast-lab down >/dev/null; $(BIN)/anycast-lab up; \
+	$(BIN)/ansible-playbook -i inventories/lab site.yml --skip-tags monitoring; \
+	PYTHONPATH=lab $(BIN)/python -m anycast_lab.bench rtt --out reports
 
 lab-up: setup ## bring the lab up (idempotent)
 	$(BIN)/anycast-lab up

@@ -1,0 +1,133 @@
+"""Benchmarks on a running lab, written to reports/ (Markdown and summary.json). `make bench` runs
+them on a fresh lab with site.yml applied.
+
+    python -m anycast_lab.bench rtt [--out reports]
+
+rtt: the catchment and RTT table of seed 002 section 4: per client region, the RTT to a single
+unicast site in Hong Kong, the RTT to the anycast address, the PoP that answered (NSID) and the
+improvement. RTTs are modelled (this kernel has no netem): the sum of the modelled latencies of
+the links the packets really cross, both ways, following the lab's forwarding tables.
+The unicast site is hkg1 reached without anycast: the path to its transit router's loopback (the
+lab's Internet carries no route to the servers' transit links) plus that router's link to hkg1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from . import topology
+from .probe import run_probe, walk_path
+from .shell import LabError
+
+UNICAST_SERVER = "hkg1"
+PROBE_RATE, PROBE_SECONDS = 10.0, 2.0  # 20 queries per region: who answers (NSID)
+
+
+def improvement_pct(unicast_ms: float, anycast_ms: float) -> float:
+    """How much shorter the anycast RTT is, in percent of the unicast one (negative when longer)."""
+    if unicast_ms <= 0:
+        return 0.0
+    return round(100.0 * (unicast_ms - anycast_ms) / unicast_ms, 1)
+
+
+def unicast_target(topo: topology.Topology, server: str) -> tuple[str, float]:
+    """(address to walk to, extra one-way ms): the loopback of the server's transit router, and
+    the latency of that router's link to the server."""
+    node = topo.nodes[server]
+    for iface in node.interfaces:
+        peer = topo.nodes.get(iface.peer) if iface.peer else None
+        if peer is not None and peer.kind == "router" and peer.role == "transit":
+            return str(peer.loopback4), iface.latency_ms
+    raise LabError(f"{server} has no transit router in the topology")
+
+
+def pop_of(server: str | None) -> str | None:
+    """The PoP code of a server name (hkg1 -> hkg), as the lab and the inventories name them."""
+    return server.rstrip("0123456789") if server else None
+
+
+def rtt_rows(topo: topology.Topology, anycast: str, progress=print) -> list[dict]:
+    target, last_hop_ms = unicast_target(topo, UNICAST_SERVER)
+    rows = []
+    for client in topo.of_kind("client"):
+        uni = walk_path(topo, client.name, target)
+        if uni["modelled_rtt_ms"] is None:
+            raise LabError(f"{client.name}: no path to {target}: {uni.get('error')}")
+        unicast_ms = round(uni["modelled_rtt_ms"] + 2 * last_hop_ms, 1)
+        probe = run_probe(topo, client=client.name, target=anycast, rate=PROBE_RATE, duration=PROBE_SECONDS)
+        s = probe["summary"]
+        if s["modelled_rtt_ms"] is None:
+            raise LabError(f"{client.name}: no path to {anycast}: the anycast address is not announced?")
+        answers = Counter({k: v for k, v in s["answers_per_node"].items() if k != "(no nsid)"})
+        answered = answers.most_common(1)[0][0] if answers else None
+        anycast_ms = round(s["modelled_rtt_ms"], 1)
+        row = {"region": client.name, "city": topo.cities[client.city]["name"], "pop": pop_of(answered),
+               "answered_by": answered, "answers": dict(answers), "sent": s["sent"], "lost": s["lost"],
+               "unicast_ms": unicast_ms, "anycast_ms": anycast_ms,
+               "improvement_pct": improvement_pct(unicast_ms, anycast_ms),
+               "anycast_path": s["path"], "unicast_path": uni["path"] + [UNICAST_SERVER]}
+        progress(f"[bench] {row['city']}: unicast {row['unicast_ms']} ms, anycast {row['anycast_ms']} ms "
+                 f"({row['answered_by']}), {row['improvement_pct']} %")
+        rows.append(row)
+    return rows
+
+
+def rtt_markdown(rows: list[dict], anycast: str) -> str:
+    lines = [
+        "# Catchment and RTT per client region",
+        "",
+        f"Anycast address {anycast}; the unicast site is {UNICAST_SERVER} in Hong Kong alone. RTTs are",
+        "**modelled** (this kernel has no netem): the sum of the modelled latencies of the links the",
+        "packets really cross, both ways, as the lab's forwarding tables route them (a link's latency is",
+        "its great-circle distance at 200 km/ms). Who answered: NSID of the anycast answers.",
+        "",
+        "| Region | Unicast (Hong Kong) | Anycast | Answered by (PoP) | Improvement |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['city']} ({r['region']}) | {r['unicast_ms']:.1f} ms | {r['anycast_ms']:.1f} ms | "
+                     f"{r['answered_by']} ({r['pop']}) | {r['improvement_pct']:.1f} % |")
+    lines += ["", "Paths (anycast):", ""]
+    lines += [f"- {r['region']}: {' > '.join(r['anycast_path'])}" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def summary_rtt(rows: list[dict]) -> list[dict]:
+    """summary.json's `rtt`: one entry per region with pop, unicast_ms, anycast_ms."""
+    return [{"region": r["region"], "pop": r["pop"], "unicast_ms": r["unicast_ms"], "anycast_ms": r["anycast_ms"],
+             "improvement_pct": r["improvement_pct"]} for r in rows]
+
+
+def merge_summary(path: Path, key: str, value) -> None:
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[key] = value
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m anycast_lab.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["rtt"], help="which benchmark")
+    parser.add_argument("--out", default="reports", help="directory of the reports (default: reports)")
+    parser.add_argument("--anycast", default="203.0.113.53", help="the anycast address to measure")
+    args = parser.parse_args(argv)
+    topo = topology.load()
+    topo.require_lab_address(args.anycast, "anycast address", "the bench only measures the lab")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        rows = rtt_rows(topo, args.anycast)
+    except LabError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    (out / "rtt.md").write_text(rtt_markdown(rows, args.anycast))
+    merge_summary(out / "summary.json", "rtt", summary_rtt(rows))
+    print(f"[bench] wrote {out / 'rtt.md'} and the `rtt` key of {out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
