@@ -45,9 +45,10 @@ def unicast_target(topo: topology.Topology, server: str) -> tuple[str, float]:
     raise LabError(f"{server} has no transit router in the topology")
 
 
-def pop_of(server: str | None) -> str | None:
-    """The PoP code of a server name (hkg1 -> hkg), as the lab and the inventories name them."""
-    return server.rstrip("0123456789") if server else None
+def pop_of(topo: topology.Topology, server: str | None) -> str | None:
+    """The PoP of a lab server: the topology's city code of that node (hkg2 -> hkg)."""
+    node = topo.nodes.get(server) if server else None
+    return node.city if node is not None else None
 
 
 def rtt_rows(topo: topology.Topology, anycast: str, progress=print) -> list[dict]:
@@ -65,7 +66,7 @@ def rtt_rows(topo: topology.Topology, anycast: str, progress=print) -> list[dict
         answers = Counter({k: v for k, v in s["answers_per_node"].items() if k != "(no nsid)"})
         answered = answers.most_common(1)[0][0] if answers else None
         anycast_ms = round(s["modelled_rtt_ms"], 1)
-        row = {"region": client.name, "city": topo.cities[client.city]["name"], "pop": pop_of(answered),
+        row = {"region": client.name, "city": topo.cities[client.city]["name"], "pop": pop_of(topo, answered),
                "answered_by": answered, "answers": dict(answers), "sent": s["sent"], "lost": s["lost"],
                "unicast_ms": unicast_ms, "anycast_ms": anycast_ms,
                "improvement_pct": improvement_pct(unicast_ms, anycast_ms),

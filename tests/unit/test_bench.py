@@ -21,7 +21,7 @@ def test_improvement_and_pop():
     assert bench.improvement_pct(100.0, 20.0) == 80.0
     assert bench.improvement_pct(50.0, 60.0) == -20.0
     assert bench.improvement_pct(0.0, 1.0) == 0.0
-    assert bench.pop_of("hkg2") == "hkg" and bench.pop_of(None) is None
+    assert bench.pop_of(TOPO, "hkg2") == "hkg" and bench.pop_of(TOPO, None) is None
 
 
 ROWS = [{"region": "cl-lon", "city": "London", "pop": "fra", "answered_by": "fra1", "answers": {"fra1": 20},
