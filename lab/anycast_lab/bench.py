@@ -1,7 +1,7 @@
 """Benchmarks on a running lab, written to reports/ (Markdown and summary.json). `make bench` runs
 them on a fresh lab with site.yml applied.
 
-    python -m anycast_lab.bench rtt [--out reports]
+    python -m anycast_lab.bench rtt|failover [--out reports]
 
 rtt: the catchment and RTT table of seed 002 section 4: per client region, the RTT to a single
 unicast site in Hong Kong, the RTT to the anycast address, the PoP that answered (NSID) and the
@@ -9,6 +9,11 @@ improvement. RTTs are modelled (this kernel has no netem): the sum of the modell
 the links the packets really cross, both ways, following the lab's forwarding tables.
 The unicast site is hkg1 reached without anycast: the path to its transit router's loopback (the
 lab's Internet carries no route to the servers' transit links) plus that router's link to hkg1.
+
+failover: the faults of the health issue on fra1, with our anycast_health and with seed 002's
+recipe (profile seed002) in the same run (lab/anycast_lab/failover.py): failover.md, one
+timeline PNG per fault, failover.png, summary.json key `failover` (ours_ms, seed_ms per fault).
+Leaves fra1 on the daemon profile.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from . import topology
+from . import failover, plots, topology
 from .probe import run_probe, walk_path
 from .shell import LabError
 
@@ -109,9 +114,26 @@ def merge_summary(path: Path, key: str, value) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def write_failover(topo: topology.Topology, out: Path, faults=failover.FAULTS) -> list[dict]:
+    results = failover.run_all(topo, faults)
+    rows = failover.side_by_side(results)
+    (out / "failover.json").write_text(json.dumps(results, indent=1) + "\n")
+    for fault in dict.fromkeys(r["fault"] for r in results):
+        plots.timeline_png([r for r in results if r["fault"] == fault], failover.NODE,
+                           lambda server: pop_of(topo, server), out / f"failover-{fault}.png")
+    plots.outages_png(rows, out / "failover.png")
+    (out / "failover.md").write_text(failover.markdown(rows, results))
+    merge_summary(out / "summary.json", "failover", rows)
+    print(f"[bench] wrote {out / 'failover.md'}, {len(rows) + 1} PNG plots and the `failover` key of "
+          f"{out / 'summary.json'}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m anycast_lab.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["rtt"], help="which benchmark")
+    parser.add_argument("what", choices=["rtt", "failover"], help="which benchmark")
+    parser.add_argument("--faults", help="failover: only these faults (comma-separated keys: "
+                        + ",".join(f.key for f in failover.FAULTS) + ")")
     parser.add_argument("--out", default="reports", help="directory of the reports (default: reports)")
     parser.add_argument("--anycast", default="203.0.113.53", help="the anycast address to measure")
     args = parser.parse_args(argv)
@@ -119,7 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     topo.require_lab_address(args.anycast, "anycast address", "the bench only measures the lab")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    faults = failover.FAULTS
+    if args.faults:
+        known = {f.key: f for f in failover.FAULTS}
+        unknown = [k for k in args.faults.split(",") if k not in known]
+        if unknown:
+            parser.error(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        faults = tuple(known[k] for k in args.faults.split(","))
     try:
+        if args.what == "failover":
+            write_failover(topo, out, faults)
+            return 0
         rows = rtt_rows(topo, args.anycast)
     except LabError as exc:
         print(f"bench: {exc}", file=sys.stderr)

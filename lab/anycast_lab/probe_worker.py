@@ -61,9 +61,10 @@ def main() -> int:
     threads = []
     t0 = time.monotonic()
 
-    def fire(i: int, t_ms: float) -> None:
+    def fire(i: int, t_ms: float, at: float) -> None:
         rec = one_query(args.target, args.qname, args.timeout, args.tcp, args.qtype)
-        rec.update({"seq": i, "t_ms": round(t_ms, 1)})
+        # at: wall-clock send time (the host's clock), to line queries up with events elsewhere.
+        rec.update({"seq": i, "t_ms": round(t_ms, 1), "at": round(at, 3)})
         records[i] = rec
 
     sent = count
@@ -75,7 +76,7 @@ def main() -> int:
         now = time.monotonic()
         if due > now:
             time.sleep(due - now)
-        th = threading.Thread(target=fire, args=(i, (time.monotonic() - t0) * 1000), daemon=True)
+        th = threading.Thread(target=fire, args=(i, (time.monotonic() - t0) * 1000, time.time()), daemon=True)
         th.start()
         threads.append(th)
     for th in threads:

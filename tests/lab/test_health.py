@@ -350,3 +350,36 @@ def test_drain_marks_graceful_shutdown_withdraws_and_survives_a_reboot(steady):
     out = sh(NODE, "anycast-health undrain").stdout
     assert "ipv4: announced" in out and "ipv6: announced" in out, out
     assert wait_for(lambda: at_router(4) and not gshut_at_router(), 10, 0.5)
+
+
+def test_profile_seed002_runs_the_seeds_recipe_and_goes_back(steady):
+    """anycast_health_profile seed002 (make bench's comparison): keepalived with seed 002's dig check
+    and no daemon. Knot stopped is withdrawn only after the seed's checks (fall 2 x interval 2), not
+    at once; a drain is refused; the daemon profile comes back with the node announced."""
+    seed = run_playbook("site.yml", INVENTORY, "-l", NODE, "--tags", "health", "-e", "anycast_health_profile=seed002")
+    try:
+        assert seed.returncode == 0, seed.stdout[-3000:]
+        assert sh(NODE, "systemctl is-active anycast-health", check=False).stdout.strip() == "inactive"
+        conf = sh(NODE, "cat /etc/keepalived/keepalived.conf").stdout
+        assert "script \"/usr/local/bin/dns-health.sh\"" in conf and "track_file" not in conf, conf
+        assert "+time=1 +tries=1" in sh(NODE, "cat /usr/local/bin/dns-health.sh").stdout
+        assert not sh(NODE, "ls /etc/systemd/system/knot.service.d/", check=False).stdout.strip()
+        assert wait_for(lambda: at_router(4) and at_router(6), 30, 0.5)
+        p = Probe(duration=10)
+        p.wait_started(2)
+        sh(NODE, "systemctl stop knot")
+        try:
+            s = p.result()
+        finally:
+            sh(NODE, "systemctl start knot")
+        report("seed002 profile, Knot stopped", s)
+        assert s["first"] == NODE and s["last"] != NODE, s["sequence"]
+        assert 2000 <= s["outage_ms"] <= 7000, s
+        drain = run_playbook("playbooks/drain.yml", INVENTORY, "-e", f"target={NODE}")
+        assert drain.returncode != 0 and "cannot be drained" in drain.stdout, drain.stdout[-3000:]
+    finally:
+        back = run_playbook("site.yml", INVENTORY, "-l", NODE, "--tags", "health")
+    assert back.returncode == 0, back.stdout[-3000:]
+    assert sh(NODE, "systemctl is-active anycast-health", check=False).stdout.strip() == "active"
+    assert sh(NODE, "ls /etc/systemd/system/knot.service.d/").stdout.strip() == "anycast-health.conf"
+    assert wait_for(lambda: announced(NODE) and at_router(4) and at_router(6), 60, 0.5), health(NODE)

@@ -119,6 +119,15 @@ def main():
         except ValueError as exc:
             module.fail_json(msg="cannot parse %s status --json: %s" % (p["command"], exc), stdout=out)
 
+    # A node on anycast_health_profile seed002 has no daemon: its state file would be stale.
+    systemctl = module.get_bin_path("systemctl")
+    if systemctl:
+        rc, out, _ = module.run_command([systemctl, "is-active", "anycast-health"], environ_update=env)
+        if out.strip() != "active":
+            module.fail_json(msg="anycast-health.service is %s on this node: a drain needs the anycast-health daemon "
+                                 "(anycast_health_profile daemon; a node on profile seed002 cannot be drained)"
+                                 % (out.strip() or "not running"))
+
     before = status()
     was_drained = bool(before.get("drain"))
     want_drained = p["state"] == "drained"

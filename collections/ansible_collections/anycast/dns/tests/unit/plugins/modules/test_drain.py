@@ -26,6 +26,8 @@ class Node:
         self.rc = rc
 
     def __call__(self, argv):
+        if argv[1:] == ["is-active", "anycast-health"]:
+            return 0, "active\n", ""
         self.calls.append(argv)
         if argv[1] == "status":
             return 0, self.statuses.pop(0), ""
@@ -61,5 +63,20 @@ def test_an_undrain_that_cannot_announce_fails_with_the_reason_per_family(run_mo
 
 
 def test_no_daemon_says_so(run_module):
-    result, failed = run_module(drain.main, {"state": "drained"}, lambda argv: (3, "", "no state"))
+    def node(argv):
+        return (0, "active\n", "") if argv[1] == "is-active" else (3, "", "no state")
+
+    result, failed = run_module(drain.main, {"state": "drained"}, node)
     assert failed and "anycast_health role applied" in result["msg"]
+
+
+def test_a_node_without_the_running_daemon_is_refused_before_anything_is_asked(run_module):
+    calls = []
+
+    def node(argv):
+        calls.append(argv)
+        return (3, "inactive\n", "") if argv[1] == "is-active" else (0, state(False, True), "")
+
+    result, failed = run_module(drain.main, {"state": "drained"}, node)
+    assert failed and "inactive" in result["msg"] and "profile seed002 cannot be drained" in result["msg"]
+    assert calls == [["/usr/bin/systemctl", "is-active", "anycast-health"]]
