@@ -1,7 +1,7 @@
 """Benchmarks on a running lab, written to reports/ (Markdown and summary.json). `make bench` runs
 them on a fresh lab with site.yml applied.
 
-    python -m anycast_lab.bench rtt|failover [--out reports]
+    python -m anycast_lab.bench converge|rtt|failover|rolling|scale [--out reports]
 
 rtt: the catchment and RTT table of seed 002 section 4: per client region, the RTT to a single
 unicast site in Hong Kong, the RTT to the anycast address, the PoP that answered (NSID) and the
@@ -14,17 +14,30 @@ failover: the faults of the health issue on fra1, with our anycast_health and wi
 recipe (profile seed002) in the same run (lab/anycast_lab/failover.py): failover.md, one
 timeline PNG per fault, failover.png, summary.json key `failover` (ours_ms, seed_ms per fault).
 Leaves fra1 on the daemon profile.
+
+converge: site.yml on a fresh lab, then again (idempotent: changed=0 expected); rolling:
+playbooks/rolling.yml; both timed into summary.json key `timings`. scale: removes the lab,
+brings up a bigger one (lab/anycast_lab/scale.py: extra real PoP servers), converges it, then
+times the idempotent site.yml for the first 5, 10, 20 PoP servers (--servers) -> timings.md,
+timings.png, `timings.idempotent_by_servers`; the scaled lab is removed afterwards.
+Every ansible-playbook run's output goes to <out>/logs/.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import subprocess
 import sys
+import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
-from . import failover, plots, topology
+from . import engine, failover, plots, scale, topology
+from .paths import REPO
 from .probe import run_probe, walk_path
 from .shell import LabError
 
@@ -129,9 +142,121 @@ def write_failover(topo: topology.Topology, out: Path, faults=failover.FAULTS) -
     return rows
 
 
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP per host: ok, changed, unreachable, failed."""
+    return {m[1]: {"ok": int(m[2]), "changed": int(m[3]), "unreachable": int(m[4]), "failed": int(m[5])}
+            for m in RECAP.finditer(output)}
+
+
+def playbook(label: str, args: list[str], out: Path, inventory: Path | None = None, env: dict | None = None) -> dict:
+    """Run ansible-playbook ARGS (from the repository, on the lab inventory), timed; its output in
+    out/logs/LABEL.log. An error unless it succeeded."""
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i",
+            str(inventory or REPO / "inventories" / "lab"), *args]
+    print(f"[bench] {label}: {' '.join(argv[1:])} (log: {logs / (label + '.log')})", flush=True)
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=3600,  # noqa: S603
+                          check=False)
+    seconds = round(time.monotonic() - started, 1)
+    (logs / f"{label}.log").write_text(proc.stdout + proc.stderr)
+    hosts = recap(proc.stdout)
+    if proc.returncode != 0:
+        raise LabError(f"{label} failed (rc={proc.returncode}) after {seconds} s; see {logs / (label + '.log')}")
+    result = {"seconds": seconds, "hosts": len(hosts), "changed": sum(h["changed"] for h in hosts.values())}
+    print(f"[bench] {label}: {seconds} s, {result['hosts']} hosts, changed={result['changed']}", flush=True)
+    return result
+
+
+def merge_timings(out: Path, **values) -> None:
+    path = out / "summary.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.setdefault("timings", {}).update(values)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def bench_converge(out: Path) -> None:
+    first = playbook("site-first", ["site.yml"], out)
+    again = playbook("site-idempotent", ["site.yml"], out)
+    if again["changed"]:
+        raise LabError(f"the second site.yml run changed {again['changed']} things: not idempotent")
+    merge_timings(out, first_converge=first, idempotent=again)
+
+
+def bench_rolling(out: Path) -> None:
+    merge_timings(out, rolling=playbook("rolling", ["playbooks/rolling.yml"], out))
+
+
+def lab_cli(args: list[str], env: dict | None = None, timeout: float = 900) -> None:
+    argv = [sys.executable, "-m", "anycast_lab", *args]
+    proc = subprocess.run(argv, env=dict(env or os.environ, PYTHONPATH=str(REPO / "lab")),  # noqa: S603
+                          timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise LabError(f"anycast-lab {' '.join(args)} failed (rc={proc.returncode})")
+
+
+def bench_scale(out: Path, sizes: list[int]) -> list[dict]:
+    base = [n.name for n in topology.load().of_kind("server") if not n.role]
+    if min(sizes) < len(base):
+        raise LabError(f"the lab has {len(base)} PoP servers; sizes must be at least that")
+    directory = Path(tempfile.mkdtemp(prefix="anycast-lab-scaled-"))
+    extra = scale.write(directory, max(sizes) - len(base))
+    order = base + extra
+    env = scale.env(directory)
+    inventory = directory / "inventory"
+    print(f"[bench] scaled lab: {len(order)} PoP servers ({', '.join(extra)} added), in {directory}", flush=True)
+    engine.down(quiet=True)
+    rows = []
+    try:
+        lab_cli(["up"], env)
+        first = playbook(f"scaled-site-first-{len(order)}", ["site.yml", "--skip-tags", "monitoring"], out,
+                         inventory, env)
+        for n in sorted(sizes):
+            limit = ",".join(["localhost", "dns_primary", *order[:n]])
+            res = playbook(f"scaled-site-idempotent-{n}", ["site.yml", "--skip-tags", "monitoring", "--limit", limit],
+                           out, inventory, env)
+            rows.append({"servers": n, "seconds": res["seconds"], "changed": res["changed"]})
+    finally:
+        lab_cli(["down"], env)
+    merge_timings(out, scaled_first_converge={"servers": len(order), **first}, idempotent_by_servers=rows)
+    plots.timings_png(rows, out / "timings.png")
+    (out / "timings.md").write_text(timings_markdown(json.loads((out / "summary.json").read_text())["timings"]))
+    print(f"[bench] wrote {out / 'timings.md'}, {out / 'timings.png'} and `timings` in {out / 'summary.json'}")
+    return rows
+
+
+def timings_markdown(t: dict) -> str:
+    lines = ["# Playbook timings on the lab", "",
+             "Wall-clock seconds of ansible-playbook on this host (2 CPU cores shared by every lab machine;",
+             "forks 20). The lab's machines are containers on one host, so the figures show how the runs",
+             "grow, not what a real fleet takes.", "",
+             "| Run | Hosts | Seconds | Changed |", "|---|---:|---:|---:|"]
+    names = {"first_converge": "site.yml, first converge (fresh lab)", "idempotent": "site.yml, idempotent re-run",
+             "rolling": "playbooks/rolling.yml (4 PoPs, one at a time)",
+             "scaled_first_converge": "site.yml without monitoring, first converge of the scaled lab"}
+    for key, name in names.items():
+        if key in t:
+            r = t[key]
+            lines.append(f"| {name} | {r['hosts']} | {r['seconds']:.1f} | {r['changed']} |")
+    if t.get("idempotent_by_servers"):
+        lines += ["", "Idempotent site.yml (without monitoring; the hidden primary and the controller's checks",
+                  "included) against the number of PoP servers in the run (`--limit`), one scaled lab:", "",
+                  "| PoP servers | Seconds | Seconds per server | Changed |", "|---:|---:|---:|---:|"]
+        for r in t["idempotent_by_servers"]:
+            per = r["seconds"] / r["servers"]
+            lines.append(f"| {r['servers']} | {r['seconds']:.1f} | {per:.1f} | {r['changed']} |")
+        lines += ["", "Plot: timings.png."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m anycast_lab.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["rtt", "failover"], help="which benchmark")
+    parser.add_argument("what", choices=["converge", "rtt", "failover", "rolling", "scale"], help="which benchmark")
+    parser.add_argument("--servers", default="5,10,20", help="scale: PoP server counts to time (default 5,10,20)")
     parser.add_argument("--faults", help="failover: only these faults (comma-separated keys: "
                         + ",".join(f.key for f in failover.FAULTS) + ")")
     parser.add_argument("--out", default="reports", help="directory of the reports (default: reports)")
@@ -151,6 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.what == "failover":
             write_failover(topo, out, faults)
+            return 0
+        if args.what == "converge":
+            bench_converge(out)
+            return 0
+        if args.what == "rolling":
+            bench_rolling(out)
+            (out / "timings.md").write_text(timings_markdown(json.loads((out / "summary.json").read_text())["timings"]))
+            return 0
+        if args.what == "scale":
+            bench_scale(out, [int(x) for x in args.servers.split(",")])
             return 0
         rows = rtt_rows(topo, args.anycast)
     except LabError as exc:

@@ -13,8 +13,9 @@ from pathlib import Path
 PREFIX = "alab-"  # network namespaces, bridges, nspawn machine names
 REPO = Path(__file__).resolve().parents[2]
 LAB_DIR = REPO / "lab"
-TOPOLOGY_FILE = LAB_DIR / "topology.yml"
-ROUTER_CONFIG_DIR = LAB_DIR / "routers"
+# A different lab (make bench's scaled lab, lab/anycast_lab/scale.py) is named by the environment.
+TOPOLOGY_FILE = Path(os.environ.get("ANYCAST_LAB_TOPOLOGY") or LAB_DIR / "topology.yml")
+ROUTER_CONFIG_DIR = Path(os.environ.get("ANYCAST_LAB_ROUTERS") or LAB_DIR / "routers")
 
 
 @dataclass(frozen=True)

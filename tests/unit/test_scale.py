@@ -1,0 +1,67 @@
+"""make bench's scaled lab (lab/anycast_lab/scale.py) and the timing report, without a lab."""
+
+from __future__ import annotations
+
+import yaml
+
+from anycast_lab import bench, routers, scale, topology
+from anycast_lab.shell import LabError
+
+
+def test_extra_servers_go_to_the_pops_in_turn_after_their_own():
+    data, new = scale.scaled_topology(6)
+    assert new == [("hkg3", "hkg"), ("tyo2", "tyo"), ("fra2", "fra"), ("gru2", "gru"), ("hkg4", "hkg"), ("tyo3", "tyo")]
+    assert data["nodes"]["fra2"] == {"kind": "server", "city": "fra", "mgmt": "198.18.0.102"}
+    assert ["tr-fra", "fra2"] in data["links"]
+
+
+def test_too_many_is_refused():
+    try:
+        scale.scaled_topology(scale.MAX_EXTRA + 1)
+    except LabError as exc:
+        assert "extra servers" in str(exc)
+    else:
+        raise AssertionError("no error")
+
+
+def test_written_lab_is_consistent_topology_routers_and_inventory(tmp_path):
+    names = scale.write(tmp_path / "lab", 15)
+    assert len(names) == 15
+    topo = topology.load(tmp_path / "lab" / "topology.yml")  # loads: addresses unique, names short enough
+    original = topology.load()
+    # The lab's own links keep their numbers (and so their addresses).
+    assert str(topo.nodes["fra1"].interfaces[0].ipv4) == str(original.nodes["fra1"].interfaces[0].ipv4)
+    inv = tmp_path / "lab" / "inventory"
+    for name in names:
+        hv = yaml.safe_load((inv / "host_vars" / f"{name}.yml").read_text())
+        up = hv["anycast_upstreams"][0]
+        router = f"tr-{name[:3]}"
+        conf = (tmp_path / "lab" / "routers" / f"{router}.conf").read_text()
+        # the transit router expects this server at the address and password the inventory gives it
+        mine = hv["anycast_interfaces"][1]["ipv4"].split("/")[0]
+        assert f"neighbor {mine} password {routers.md5_password(name, 'transit')}" in conf
+        assert up["password"] == routers.md5_password(name, "transit")
+        assert up["asn"] == topo.nodes[router].asn
+        group = yaml.safe_load((inv / f"{name[:3]}.yml").read_text())
+        assert group["anycast_servers"]["children"][name[:3]]["hosts"][name]["ansible_host"] == hv["anycast_router_id"]
+    mgmt = [str(n.mgmt) for n in topo.nodes.values() if n.mgmt]
+    assert len(mgmt) == len(set(mgmt))
+    env = scale.env(tmp_path / "lab")
+    assert env["ANYCAST_LAB_TOPOLOGY"].endswith("topology.yml") and env["ANYCAST_LAB_ROUTERS"].endswith("routers")
+
+
+RECAP = """PLAY RECAP *********************************************************************
+fra1                       : ok=57   changed=0    unreachable=0    failed=0    skipped=13   rescued=0    ignored=0
+localhost                  : ok=1    changed=2    unreachable=0    failed=0    skipped=0    rescued=0    ignored=0
+"""
+
+
+def test_recap_and_timings_report():
+    hosts = bench.recap(RECAP)
+    assert hosts == {"fra1": {"ok": 57, "changed": 0, "unreachable": 0, "failed": 0},
+                     "localhost": {"ok": 1, "changed": 2, "unreachable": 0, "failed": 0}}
+    text = bench.timings_markdown({"first_converge": {"seconds": 180.0, "hosts": 8, "changed": 300},
+                                   "idempotent_by_servers": [{"servers": 5, "seconds": 60.0, "changed": 0},
+                                                             {"servers": 20, "seconds": 150.0, "changed": 0}]})
+    assert "| site.yml, first converge (fresh lab) | 8 | 180.0 | 300 |" in text
+    assert "| 20 | 150.0 | 7.5 | 0 |" in text
