@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -89,6 +90,13 @@ def write(directory: Path, extra: int, inventory: Path = REPO / "inventories" / 
     routers.write_all(topo, directory / "routers")
     inv = directory / "inventory"
     shutil.copytree(inventory, inv)
+    # The lab inventory finds its zone files next to itself; the copy uses the repository's.
+    service = inv / "group_vars" / "all" / "service.yml"
+    text, found = re.subn(r"^anycast_zones_dir: .*$", f"anycast_zones_dir: {REPO / 'zones' / 'lab'}",
+                          service.read_text(), flags=re.M)
+    if found != 1:
+        raise LabError(f"{service}: no anycast_zones_dir to point at {REPO / 'zones' / 'lab'}")
+    service.write_text(text)
     for name, pop in new:
         head = f"---\n# {name}: extra lab server of make bench's scaled lab (generated).\n"
         (inv / "host_vars" / f"{name}.yml").write_text(head + yaml.safe_dump(host_vars(topo, name), sort_keys=False))

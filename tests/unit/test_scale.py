@@ -44,6 +44,9 @@ def test_written_lab_is_consistent_topology_routers_and_inventory(tmp_path):
         assert up["asn"] == topo.nodes[router].asn
         group = yaml.safe_load((inv / f"{name[:3]}.yml").read_text())
         assert group["anycast_servers"]["children"][name[:3]]["hosts"][name]["ansible_host"] == hv["anycast_router_id"]
+    service = yaml.safe_load((inv / "group_vars" / "all" / "service.yml").read_text())
+    assert service["anycast_zones_dir"] == str(scale.REPO / "zones" / "lab")
+    assert (scale.REPO / "zones" / "lab" / "example.com.zone").exists()
     mgmt = [str(n.mgmt) for n in topo.nodes.values() if n.mgmt]
     assert len(mgmt) == len(set(mgmt))
     env = scale.env(tmp_path / "lab")
