@@ -300,7 +300,8 @@ def side_by_side(results: list[dict]) -> list[dict]:
         if not ours or not seed:
             continue
         rows.append({"fault": fault, "title": ours["title"], "ours_ms": ours["outage_ms"], "seed_ms": seed["outage_ms"],
-                     "ours_moved": ours["moved"], "seed_moved": seed["moved"], "fault_cleared_s": ours["cleared_s"]})
+                     "ours_moved": ours["moved"], "seed_moved": seed["moved"], "fault_cleared_s": ours["cleared_s"],
+                     "ours_unserved": ours["lost"] + ours["servfail"], "seed_unserved": seed["lost"] + seed["servfail"]})
     return rows
 
 
@@ -315,14 +316,16 @@ def markdown(rows: list[dict], results: list[dict]) -> str:
         "rise 3, Knot's stop seen at once, per family, damping); **seed 002** = profile seed002 (keepalived",
         "vrrp_script `dig SOA +time=1 +tries=1`, interval 2, fall 2, rise 1, no process tracking).",
         "\"Moved\": some answers came from another PoP after the fault (the node withdrew or was dropped).",
+        "\"Unserved\": queries lost or answered with an error, of all the client sent (a fault that repeats",
+        "shows there, not in the longest outage).",
         "",
-        "| Fault | Ours | Seed 002 | Ours moved | Seed moved | Fault held |",
-        "|---|---:|---:|---|---|---:|",
+        "| Fault | Ours | Seed 002 | Ours moved | Seed moved | Unserved, ours | Unserved, seed | Fault held |",
+        "|---|---:|---:|---|---|---:|---:|---:|",
     ]
     for r in rows:
         held = f"{r['fault_cleared_s']:.1f} s" if r["fault_cleared_s"] else "-"
         lines.append(f"| {r['title']} | {r['ours_ms']} ms | {r['seed_ms']} ms | {'yes' if r['ours_moved'] else 'no'} | "
-                     f"{'yes' if r['seed_moved'] else 'no'} | {held} |")
+                     f"{'yes' if r['seed_moved'] else 'no'} | {r['ours_unserved']} | {r['seed_unserved']} | {held} |")
     lines += ["", "Who answered, in order:", ""]
     for r in results:
         note = f" ({'; '.join(r['notes'])})" if r["notes"] else ""

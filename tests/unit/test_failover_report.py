@@ -60,9 +60,10 @@ def test_side_by_side_pairs_the_profiles_per_fault_and_skips_half_runs():
     rows = failover.side_by_side([result("daemon", outage=40), result("seed002", outage=4100, moved=True),
                                   result("daemon", fault="frr_restarted")])
     assert rows == [{"fault": "knot_killed", "title": "Knot killed", "ours_ms": 40, "seed_ms": 4100,
-                     "ours_moved": True, "seed_moved": True, "fault_cleared_s": None}]
+                     "ours_moved": True, "seed_moved": True, "fault_cleared_s": None, "ours_unserved": 3,
+                     "seed_unserved": 3}]
     text = failover.markdown(rows, [result("daemon"), result("seed002")])
-    assert "| Knot killed | 40 ms | 4100 ms | yes | yes | - |" in text
+    assert "| Knot killed | 40 ms | 4100 ms | yes | yes | 3 | 3 | - |" in text
 
 
 def test_every_fault_of_the_health_issue_is_measured_once():
