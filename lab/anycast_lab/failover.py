@@ -301,7 +301,8 @@ def side_by_side(results: list[dict]) -> list[dict]:
             continue
         rows.append({"fault": fault, "title": ours["title"], "ours_ms": ours["outage_ms"], "seed_ms": seed["outage_ms"],
                      "ours_moved": ours["moved"], "seed_moved": seed["moved"], "fault_cleared_s": ours["cleared_s"],
-                     "ours_unserved": ours["lost"] + ours["servfail"], "seed_unserved": seed["lost"] + seed["servfail"]})
+                     "ours_unserved": ours["lost"] + ours["servfail"],
+                     "seed_unserved": seed["lost"] + seed["servfail"]})
     return rows
 
 
