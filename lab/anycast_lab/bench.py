@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -222,6 +223,7 @@ def bench_scale(out: Path, sizes: list[int]) -> list[dict]:
             rows.append({"servers": n, "seconds": res["seconds"], "changed": res["changed"]})
     finally:
         lab_cli(["down"], env)
+        shutil.rmtree(directory, ignore_errors=True)
     merge_timings(out, scaled_first_converge={"servers": len(order), **first}, idempotent_by_servers=rows)
     plots.timings_png(rows, out / "timings.png")
     (out / "timings.md").write_text(timings_markdown(json.loads((out / "summary.json").read_text())["timings"]))
