@@ -159,13 +159,14 @@ def playbook(label: str, args: list[str], out: Path, inventory: Path | None = No
     logs.mkdir(parents=True, exist_ok=True)
     argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i",
             str(inventory or REPO / "inventories" / "lab"), *args]
-    print(f"[bench] {label}: {' '.join(argv[1:])} (log: {logs / (label + '.log')})", flush=True)
+    log = logs / f"{label}.log"
+    print(f"[bench] {label}: {' '.join(argv[1:])} (follow it: tail -f {log})", flush=True)
     started = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=3600,  # noqa: S603
-                          check=False)
+    with log.open("w") as handle:  # written as it runs
+        proc = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env,  # noqa: S603
+                              timeout=3600, check=False)
     seconds = round(time.monotonic() - started, 1)
-    (logs / f"{label}.log").write_text(proc.stdout + proc.stderr)
-    hosts = recap(proc.stdout)
+    hosts = recap(log.read_text())
     if proc.returncode != 0:
         raise LabError(f"{label} failed (rc={proc.returncode}) after {seconds} s; see {logs / (label + '.log')}")
     result = {"seconds": seconds, "hosts": len(hosts), "changed": sum(h["changed"] for h in hosts.values())}
