@@ -28,17 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
 from . import engine, failover, plots, scale, topology
 from .paths import REPO
+from .playbook import playbook
 from .probe import run_probe, walk_path
 from .shell import LabError
 
@@ -129,7 +128,7 @@ def merge_summary(path: Path, key: str, value) -> None:
 
 
 def write_failover(topo: topology.Topology, out: Path, faults=failover.FAULTS) -> list[dict]:
-    results = failover.run_all(topo, faults)
+    results = failover.run_all(topo, out, faults)
     rows = failover.side_by_side(results)
     (out / "failover.json").write_text(json.dumps(results, indent=1) + "\n")
     for fault in dict.fromkeys(r["fault"] for r in results):
@@ -141,37 +140,6 @@ def write_failover(topo: topology.Topology, out: Path, faults=failover.FAULTS) -
     print(f"[bench] wrote {out / 'failover.md'}, {len(rows) + 1} PNG plots and the `failover` key of "
           f"{out / 'summary.json'}")
     return rows
-
-
-RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def recap(output: str) -> dict[str, dict[str, int]]:
-    """PLAY RECAP per host: ok, changed, unreachable, failed."""
-    return {m[1]: {"ok": int(m[2]), "changed": int(m[3]), "unreachable": int(m[4]), "failed": int(m[5])}
-            for m in RECAP.finditer(output)}
-
-
-def playbook(label: str, args: list[str], out: Path, inventory: Path | None = None, env: dict | None = None) -> dict:
-    """Run ansible-playbook ARGS (from the repository, on the lab inventory), timed; its output in
-    out/logs/LABEL.log. An error unless it succeeded."""
-    logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i",
-            str(inventory or REPO / "inventories" / "lab"), *args]
-    log = logs / f"{label}.log"
-    print(f"[bench] {label}: {' '.join(argv[1:])} (follow it: tail -f {log})", flush=True)
-    started = time.monotonic()
-    with log.open("w") as handle:  # written as it runs
-        proc = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env,  # noqa: S603
-                              timeout=3600, check=False)
-    seconds = round(time.monotonic() - started, 1)
-    hosts = recap(log.read_text())
-    if proc.returncode != 0:
-        raise LabError(f"{label} failed (rc={proc.returncode}) after {seconds} s; see {logs / (label + '.log')}")
-    result = {"seconds": seconds, "hosts": len(hosts), "changed": sum(h["changed"] for h in hosts.values())}
-    print(f"[bench] {label}: {seconds} s, {result['hosts']} hosts, changed={result['changed']}", flush=True)
-    return result
 
 
 def merge_timings(out: Path, **values) -> None:

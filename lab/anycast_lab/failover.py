@@ -11,7 +11,6 @@ answer (authoritative NOERROR; a SERVFAIL is an answer, not service).
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import engine
-from .paths import REPO
+from .playbook import playbook
 from .probe import run_probe
 from .shell import LabError, run
 from .topology import Topology
@@ -58,24 +57,23 @@ def _knot_killed(c: Ctx) -> None:
     c.sh(NODE, "pkill -KILL -x knotd")
 
 
-def _knot_stopped(c: Ctx) -> None:
+def _held(c: Ctx, seconds: float, do: str, undo: str, undo_check: bool = True) -> None:
+    """The fault DO on NODE for SECONDS, then UNDO (also when something fails meanwhile)."""
     c.inject()
-    c.sh(NODE, "systemctl stop knot")
+    c.sh(NODE, do)
     try:
-        c.until(8)
+        c.until(seconds)
     finally:
-        c.sh(NODE, "systemctl start knot")
+        c.sh(NODE, undo, check=undo_check)
         c.clear()
+
+
+def _knot_stopped(c: Ctx) -> None:
+    _held(c, 8, "systemctl stop knot", "systemctl start knot")
 
 
 def _knot_hung(c: Ctx) -> None:
-    c.inject()
-    c.sh(NODE, "pkill -STOP -x knotd")
-    try:
-        c.until(6)
-    finally:
-        c.sh(NODE, "pkill -CONT -x knotd")
-        c.clear()
+    _held(c, 6, "pkill -STOP -x knotd", "pkill -CONT -x knotd")
 
 
 def _zone_servfail(c: Ctx) -> None:
@@ -102,13 +100,7 @@ def _keepalived_restarted(c: Ctx) -> None:
 
 def _link_down(c: Ctx) -> None:
     c.sh(NODE, "sysctl -qw net.ipv6.conf.eth1.keep_addr_on_down=1")
-    c.inject()
-    c.sh(NODE, "ip link set eth1 down")
-    try:
-        c.until(6)
-    finally:
-        c.sh(NODE, "ip link set eth1 up")
-        c.clear()
+    _held(c, 6, "ip link set eth1 down", "ip link set eth1 up")
 
 
 def _powered_off(c: Ctx) -> None:
@@ -128,13 +120,7 @@ def _rebooted(c: Ctx) -> None:
 
 
 def _ipv6_broken(c: Ctx) -> None:
-    c.inject()
-    c.sh(NODE, f"ip -6 addr del {SERVICE[6]}/128 dev lo")
-    try:
-        c.until(6)
-    finally:
-        c.sh(NODE, f"ip -6 addr add {SERVICE[6]}/128 dev lo", check=False)
-        c.clear()
+    _held(c, 6, f"ip -6 addr del {SERVICE[6]}/128 dev lo", f"ip -6 addr add {SERVICE[6]}/128 dev lo", undo_check=False)
 
 
 def _knot_flapping(c: Ctx) -> None:
@@ -266,27 +252,21 @@ def measure(topo: Topology, fault: Fault, profile: str, progress=print) -> dict:
     return res
 
 
-def set_profile(profile: str, progress=print) -> float:
-    """Apply anycast_health with PROFILE to NODE (site.yml --tags health). Seconds it took."""
-    started = time.monotonic()
-    argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(REPO / "inventories/lab"),
-            str(REPO / "site.yml"), "-l", NODE, "--tags", "health", "-e", f"anycast_health_profile={profile}"]
-    progress(f"[bench] {NODE}: anycast_health_profile={profile} (site.yml --tags health)")
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=900, check=False)  # noqa: S603
-    if proc.returncode != 0:
-        raise LabError(f"site.yml with anycast_health_profile={profile} failed:\n{proc.stdout[-3000:]}")
-    return time.monotonic() - started
+def set_profile(profile: str, out: Path) -> dict:
+    """Apply anycast_health with PROFILE to NODE (site.yml --tags health); log in out/logs/."""
+    return playbook(f"profile-{profile}", ["site.yml", "-l", NODE, "--tags", "health", "-e",
+                                           f"anycast_health_profile={profile}"], out)
 
 
-def run_all(topo: Topology, faults=FAULTS, progress=print) -> list[dict]:
+def run_all(topo: Topology, out: Path, faults=FAULTS, progress=print) -> list[dict]:
     results = []
     try:
         for profile in PROFILES:
-            set_profile(profile, progress)
+            set_profile(profile, out)
             for fault in faults:
                 results.append(measure(topo, fault, profile, progress))
     finally:
-        set_profile("daemon", progress)
+        set_profile("daemon", out)
         wait_steady(topo, "daemon", progress)
     return results
 

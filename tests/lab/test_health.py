@@ -108,12 +108,17 @@ class Probe:
         return summary
 
 
-def through(fault: str, command: str, duration: float) -> dict:
-    """A probe from 2 s before COMMAND (on fra1) until DURATION; its summary, reported as FAULT."""
+def through(fault: str, command: str, duration: float, undo: str | None = None) -> dict:
+    """A probe from 2 s before COMMAND (on fra1) until DURATION; its summary, reported as FAULT.
+    UNDO (on fra1) once the probe has ended, also when it failed."""
     p = Probe(duration=duration)
     p.wait_started(2)
     sh(NODE, command)
-    s = p.result()
+    try:
+        s = p.result()
+    finally:
+        if undo:
+            sh(NODE, undo)
     report(fault, s)
     return s
 
@@ -274,14 +279,7 @@ def test_node_upstream_links_down(steady):
     """fra1's only upstream link loses carrier (a cut cable: addresses stay, as on real hardware;
     `ip link set down` alone would also flush the IPv6 addresses, which a cut does not)."""
     sh(NODE, "sysctl -qw net.ipv6.conf.eth1.keep_addr_on_down=1")
-    p = Probe(duration=8)
-    p.wait_started(2)
-    sh(NODE, "ip link set eth1 down")
-    try:
-        s = p.result()
-    finally:
-        sh(NODE, "ip link set eth1 up")
-    report("upstream link down", s)
+    s = through("upstream link down", "ip link set eth1 down", duration=8, undo="ip link set eth1 up")
     assert s["first"] == NODE and s["last"] != NODE, s["sequence"]
     assert s["outage_ms"] <= 1500, s
 
@@ -365,14 +363,7 @@ def test_profile_seed002_runs_the_seeds_recipe_and_goes_back(steady):
         assert "+time=1 +tries=1" in sh(NODE, "cat /usr/local/bin/dns-health.sh").stdout
         assert not sh(NODE, "ls /etc/systemd/system/knot.service.d/", check=False).stdout.strip()
         assert wait_for(lambda: at_router(4) and at_router(6), 30, 0.5)
-        p = Probe(duration=10)
-        p.wait_started(2)
-        sh(NODE, "systemctl stop knot")
-        try:
-            s = p.result()
-        finally:
-            sh(NODE, "systemctl start knot")
-        report("seed002 profile, Knot stopped", s)
+        s = through("seed002 profile, Knot stopped", "systemctl stop knot", duration=10, undo="systemctl start knot")
         assert s["first"] == NODE and s["last"] != NODE, s["sequence"]
         assert 2000 <= s["outage_ms"] <= 7000, s
         drain = run_playbook("playbooks/drain.yml", INVENTORY, "-e", f"target={NODE}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from anycast_lab import bench, routers, scale, topology
+from anycast_lab import bench, playbook, routers, scale, topology
 from anycast_lab.shell import LabError
 
 
@@ -60,7 +60,7 @@ localhost                  : ok=1    changed=2    unreachable=0    failed=0    s
 
 
 def test_recap_and_timings_report():
-    hosts = bench.recap(RECAP)
+    hosts = playbook.recap(RECAP)
     assert hosts == {"fra1": {"ok": 57, "changed": 0, "unreachable": 0, "failed": 0},
                      "localhost": {"ok": 1, "changed": 2, "unreachable": 0, "failed": 0}}
     text = bench.timings_markdown({"first_converge": {"seconds": 180.0, "hosts": 8, "changed": 300},
