@@ -282,19 +282,33 @@ def _wire(topo: Topology) -> None:
         if node.mgmt is not None:
             run(["ip", "link", "set", _mgmt_host_if(node), "master", topo.mgmt_bridge, "up"])
     for node in topo.nodes.values():
-        cmds = []
-        for iface in node.interfaces:
-            cmds += [f"addr add {iface.ipv4} dev {iface.name}", f"addr add {iface.ipv6} dev {iface.name} nodad",
-                     f"link set {iface.name} up"]
-        if node.loopback4 is not None:
-            cmds += [f"addr add {node.loopback4}/32 dev lo", f"addr add {node.loopback6}/128 dev lo"]
-        if node.mgmt is not None:
-            cmds += [f"addr add {node.mgmt}/{topo.mgmt_prefix.prefixlen} dev mgmt0", "link set mgmt0 up"]
-        gw_iface = topo.gateway_of(node) if node.interfaces else None
-        if gw_iface is not None:
-            cmds += [f"route add default via {gw_iface.ipv4.ip}", f"route add default via {gw_iface.ipv6.ip}"]
+        cmds = _addressing(topo, node, "add")
         if cmds:
             run(["ip", "-n", node.netns, "-batch", "-"], input_text="\n".join(cmds) + "\n")
+
+
+def _addressing(topo: Topology, node: Node, verb: str) -> list[str]:
+    """`ip -batch` lines giving NODE its lab addresses and default routes (VERB: add or replace)."""
+    cmds = []
+    for iface in node.interfaces:
+        cmds += [f"addr {verb} {iface.ipv4} dev {iface.name}", f"addr {verb} {iface.ipv6} dev {iface.name} nodad",
+                 f"link set {iface.name} up"]
+    if node.loopback4 is not None:
+        cmds += [f"addr {verb} {node.loopback4}/32 dev lo", f"addr {verb} {node.loopback6}/128 dev lo"]
+    if node.mgmt is not None:
+        cmds += [f"addr {verb} {node.mgmt}/{topo.mgmt_prefix.prefixlen} dev mgmt0", "link set mgmt0 up"]
+    gw_iface = topo.gateway_of(node) if node.interfaces else None
+    if gw_iface is not None:
+        cmds += [f"route {verb} default via {gw_iface.ipv4.ip}", f"route {verb} default via {gw_iface.ipv6.ip}"]
+    return cmds
+
+
+def rewire(topo: Topology, name: str) -> None:
+    """Give a running node its lab addresses and default routes again (whatever inside it removed them)."""
+    node = topo.nodes.get(name)
+    if node is None or node.netns not in lab_netns():
+        raise LabError(f"{name!r} is not a running node of the lab")
+    run(["ip", "-n", node.netns, "-batch", "-"], input_text="\n".join(_addressing(topo, node, "replace")) + "\n")
 
 
 def _machine_files(topo: Topology, node: Node, upper: Path, pubkey: str) -> None:
