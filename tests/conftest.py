@@ -13,10 +13,12 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def run_playbook(playbook: str, inventory: Path | str, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ansible-playbook from the repository with its ansible.cfg; never raises on failure."""
+def run_playbook(playbook: str, inventory: Path | str, *extra: str, timeout: int = 300,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ansible-playbook from the repository with its ansible.cfg (ENV added to the environment);
+    never raises on failure."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1",
-               PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+               PATH=f"{BIN}:{os.environ.get('PATH', '')}", **(env or {}))
     return subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / playbook), *extra],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,
@@ -26,3 +28,14 @@ def run_playbook(playbook: str, inventory: Path | str, *extra: str, timeout: int
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need no lab first; then the lab's modules in their order (tests/lab/conftest.py)."""
+    from tests.lab.conftest import lab_rank  # noqa: PLC0415
+
+    def key(item: pytest.Item) -> tuple[int, int]:
+        in_lab = item.get_closest_marker("lab") is not None
+        return (1, lab_rank(item)) if in_lab else (0, 0)
+
+    items.sort(key=key)  # stable: the order within a module stays

@@ -1,4 +1,11 @@
-"""Lab tests: they bring the lab up themselves and always take it down, leaving nothing."""
+"""Lab tests: one lab and one converged fleet for the whole session, always taken down, leaving nothing.
+
+The lab comes up once (`lab_up`) and site.yml converges it once (`fleet`: the first run on fresh
+machines, then an idempotent run and a check-mode run, whose results test_routing asserts). Every
+module starts from a healthy fleet (`converged`): machines running, every BGP session and BFD peer
+up, every PoP server announcing both families and not drained. A module that breaks something
+restores it; when one did not, `converged` says what is wrong and converges the fleet again.
+A test that needs a lab of its own (test_lab_crash.py) runs before the session lab comes up."""
 
 from __future__ import annotations
 
@@ -34,9 +41,9 @@ def mem_used_mib() -> int:
     return kib // 1024
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab_up():
-    """The lab, up for the tests of one module; down afterwards, with nothing left behind.
+    """The lab, up for the whole session; down afterwards, with nothing left behind.
 
     ANYCAST_LAB_KEEP=1 (a developer's loop, never CI): reuse a lab that is up and leave it up."""
     if os.geteuid() != 0:
@@ -44,13 +51,13 @@ def lab_up():
     if os.environ.get("ANYCAST_LAB_KEEP") == "1":
         nodes = status()
         if nodes and all(n["state"] == "running" for n in nodes if n.get("kind") != "client"):
-            yield {"up_s": 0.0, "mem_mib": 0}
+            yield {"up_s": 0.0, "mem_mib": 0, "kept": True}
             return
     lab_cli("down", timeout=120)
     before = mem_used_mib()
     started = time.monotonic()
     lab_cli("up")
-    info = {"up_s": time.monotonic() - started, "mem_mib": mem_used_mib() - before}
+    info = {"up_s": time.monotonic() - started, "mem_mib": mem_used_mib() - before, "kept": False}
     print(f"\n[lab] up in {info['up_s']:.1f} s, lab memory ~{info['mem_mib']} MiB")
     yield info
     if os.environ.get("ANYCAST_LAB_KEEP") == "1":
@@ -62,5 +69,46 @@ def lab_up():
     assert not any(left.values()), f"the lab left things behind: {left}"
 
 
+@pytest.fixture(scope="session")
+def fleet(lab_up) -> dict:
+    """site.yml once per session (monitoring included): on the fresh lab, then again (idempotence),
+    then in check mode. The runs' results, by name: first, second, check. The second run uses
+    Ansible's plain linear strategy (ANSIBLE_STRATEGY=linear), so that the project keeps working
+    without Mitogen; the others, the project's default (ansible.cfg)."""
+    from tests.lab.fleet import converge, fleet_problems, wait_for  # noqa: PLC0415
+
+    plain = {"ANSIBLE_STRATEGY": "linear"}
+    runs = {name: converge(*extra, label=f"session, {name} run", monitoring=True, env=env)
+            for name, extra, env in (("first", (), None), ("second", (), plain), ("check", ("--check",), None))}
+    assert runs["first"]["rc"] == 0, runs["first"]["output"]
+    # Sessions come up and both families are announced within a few seconds of the first converge.
+    assert wait_for(lambda: not fleet_problems(), 90, 2), fleet_problems()
+    return runs
+
+
+@pytest.fixture(scope="module")
+def converged(fleet) -> dict:
+    """The session's fleet, healthy at the start of the module (re-converged, and said so, if not)."""
+    from tests.lab.fleet import fleet_problems, restore_fleet  # noqa: PLC0415
+
+    problems = fleet_problems()
+    if problems:
+        print(f"\n[lab] the fleet is not healthy at the start of this module, converging it again: {problems}")
+        restore_fleet()
+    return fleet
+
+
 def status() -> list[dict]:
     return json.loads(lab_cli("status", "--json", check=False).stdout)
+
+
+# The lab modules in the order they run, after every test that needs no lab. test_lab_crash.py
+# brings a lab up and kills it: it runs first, before the session's lab exists; molecule last.
+# test_monitoring early: alerts keep a history, and the faults of the others would show in it.
+LAB_ORDER = ["test_lab_crash", "test_lab", "test_monitoring", "test_routing", "test_knot", "test_health",
+             "test_rolling", "test_molecule"]
+
+
+def lab_rank(item: pytest.Item) -> int:
+    name = item.path.stem
+    return LAB_ORDER.index(name) if name in LAB_ORDER else len(LAB_ORDER)

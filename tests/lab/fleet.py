@@ -106,13 +106,13 @@ def _failures(stdout: str) -> str:
     return ("FAILED TASKS:\n" + "\n".join(out) + "\n...\n") if out else ""
 
 
-def converge(*extra: str, label: str = "lab", monitoring: bool = False) -> dict:
-    """site.yml on the lab; rc, seconds, recap and the output's tail. Without the monitoring plays
-    unless asked: only tests/lab/test_monitoring.py needs them (molecule converges everything)."""
+def converge(*extra: str, label: str = "lab", monitoring: bool = False, env: dict[str, str] | None = None) -> dict:
+    """site.yml on the lab; rc, seconds, recap and the output's tail. Without the monitoring role
+    unless asked (the session's own runs include it). ENV: added to ansible-playbook's environment."""
     started = time.monotonic()
     if not monitoring and "--tags" not in extra:
         extra = (*extra, "--skip-tags", "monitoring")
-    proc = run_playbook("site.yml", INVENTORY, *extra, timeout=1200)
+    proc = run_playbook("site.yml", INVENTORY, *extra, timeout=1200, env=env)
     run = {"rc": proc.returncode, "seconds": time.monotonic() - started, "recap": recap(proc.stdout),
            "stdout": proc.stdout, "output": _failures(proc.stdout) + proc.stdout[-4000:] + proc.stderr[-2000:]}
     print(f"\n[{label}] site.yml {' '.join(extra)}: rc={proc.returncode} in {run['seconds']:.1f} s")
@@ -159,3 +159,42 @@ def graceful_shutdown_seen(router: str, prefix: str, peer: str) -> bool:
     route = vtysh_json(router, f"show bgp {afi} unicast {prefix} json")
     return any("gracefulShutdown" in (p.get("community", {}).get("list") or [])
                for p in route.get("paths", []) if p.get("peer", {}).get("peerId") == peer)
+
+
+def health(server: str) -> dict:
+    """anycast-health's state on SERVER ({} when it cannot be read)."""
+    out = sh(server, "anycast-health status --json", check=False).stdout
+    try:
+        return json.loads(out or "null") or {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def fleet_problems() -> dict[str, str]:
+    """What keeps the fleet from being as site.yml leaves it, at run time: machines not running,
+    BGP sessions or BFD peers down, servers drained or not announcing both families. {} when healthy."""
+    from tests.lab.conftest import status  # noqa: PLC0415
+
+    problems = {n["name"]: f"machine {n['state']}" for n in status()
+                if n.get("kind") != "client" and n["state"] != "running"}
+    if problems:
+        return problems
+    for server, bad in all_up().items():
+        problems[server] = "; ".join(f"{addr}: {why}" for addr, why in bad.items())
+    for server in SERVERS:
+        state = health(server)
+        families = {f: v.get("state") for f, v in state.get("families", {}).items()}
+        if state.get("drain") or families != {"ipv4": "announced", "ipv6": "announced"}:
+            problems[server] = f"{problems.get(server, '')} health {families or 'unreadable'}, drain " \
+                               f"{'set' if state.get('drain') else 'not set'}".strip()
+    return problems
+
+
+def restore_fleet() -> None:
+    """site.yml again, drained servers undrained; fails unless the fleet is healthy afterwards."""
+    run = converge(label="restore", monitoring=True)
+    assert run["rc"] == 0, run["output"]
+    for server in SERVERS:
+        if health(server).get("drain"):
+            sh(server, "anycast-health undrain", check=False)
+    assert wait_for(lambda: not fleet_problems(), 120, 2), fleet_problems()

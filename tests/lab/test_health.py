@@ -25,9 +25,8 @@ from tests.lab.fleet import (
     INVENTORY,
     SERVERS,
     SERVICE,
-    all_up,
-    converge,
     graceful_shutdown_seen,
+    health,
     probe,
     received,
     sessions,
@@ -41,14 +40,6 @@ NODE, CLIENT, ROUTER = "fra1", "cl-lon", "tr-fra"
 # fra1's address on its session with tr-fra, per family.
 NODE_ADDR = {fam: ours for server, _, router, fam, ours in sessions() if server == NODE and router == ROUTER}
 RATE = 50
-
-
-def health(server: str) -> dict:
-    out = sh(server, "anycast-health status --json", check=False).stdout
-    try:
-        return json.loads(out or "null") or {}
-    except json.JSONDecodeError:
-        return {}
 
 
 def announced(server: str, fam: int | None = None) -> bool:
@@ -126,15 +117,6 @@ def through(fault: str, command: str, duration: float, undo: str | None = None) 
 def report(fault: str, s: dict) -> None:
     print(f"\n[health] {fault}: longest client outage {s['outage_ms']:.0f} ms; sent {s['sent']}, "
           f"lost {s['lost']}, rcodes {s['rcodes']}; answered by {' -> '.join(s['sequence'])}")
-
-
-@pytest.fixture(scope="module")
-def converged(lab_up):
-    run = converge(label="health")
-    assert run["rc"] == 0, run["output"]
-    assert wait_for(lambda: not all_up(), 60, 2), all_up()
-    assert wait_for(lambda: all(announced(s) for s in SERVERS), 30, 1), {s: health(s) for s in SERVERS}
-    return run
 
 
 @pytest.fixture

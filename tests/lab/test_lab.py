@@ -141,15 +141,23 @@ def test_probe_refuses_targets_outside_the_lab(lab_up):
 
 @pytest.fixture
 def test_prefix_from_every_transit(lab_up):
-    """Every regional transit originates the same test prefixes, like four PoPs announcing one aggregate."""
+    """Every regional transit originates the same test prefixes, like four PoPs announcing one aggregate;
+    afterwards they stop (the session's lab goes on)."""
     prefixes = {4: "100.127.53.0/24", 6: "2001:db8:ff53::/48"}
-    for tr in (n for n in TOPO.of_kind("router") if n.role == "transit"):
-        lab_cli("exec", tr.name, "--", "vtysh", "-c", "conf t",
-                "-c", f"ip route {prefixes[4]} blackhole", "-c", f"ipv6 route {prefixes[6]} blackhole",
-                "-c", f"router bgp {tr.asn}", "-c", "address-family ipv4 unicast", "-c", f"network {prefixes[4]}",
-                "-c", "exit-address-family", "-c", "address-family ipv6 unicast", "-c", f"network {prefixes[6]}")
+    transits = [n for n in TOPO.of_kind("router") if n.role == "transit"]
+
+    def configure(no: str) -> None:
+        for tr in transits:
+            lab_cli("exec", tr.name, "--", "vtysh", "-c", "conf t",
+                    "-c", f"{no}ip route {prefixes[4]} blackhole", "-c", f"{no}ipv6 route {prefixes[6]} blackhole",
+                    "-c", f"router bgp {tr.asn}", "-c", "address-family ipv4 unicast",
+                    "-c", f"{no}network {prefixes[4]}", "-c", "exit-address-family",
+                    "-c", "address-family ipv6 unicast", "-c", f"{no}network {prefixes[6]}")
+
+    configure("")
     time.sleep(3)
-    return {4: "100.127.53.53", 6: "2001:db8:ff53::53"}
+    yield {4: "100.127.53.53", 6: "2001:db8:ff53::53"}
+    configure("no ")
 
 
 def test_each_region_reaches_its_geographically_nearest_pop(test_prefix_from_every_transit):

@@ -31,8 +31,8 @@ from tests.lab.fleet import (
     ROUTER_OF,
     SERVERS,
     SERVICE,
-    all_up,
     converge,
+    recap,
     received,
     sessions,
     sh,
@@ -116,13 +116,16 @@ def bgp_asn(server: str) -> str:
     return sh(server, "vtysh -c 'show running-config' | sed -n 's/^router bgp //p'").stdout.strip()
 
 
-@pytest.fixture(scope="module")
-def converged(lab_up):
-    run = converge(label="rolling")
+@pytest.fixture(scope="module", autouse=True)
+def inventory_config_after(converged):
+    """The rollouts below leave CHANGE on the fleet; afterwards site.yml puts the inventory's back."""
+    yield
+    run = converge(label="rolling, inventory's configuration back")
     assert run["rc"] == 0, run["output"]
-    assert wait_for(lambda: not all_up(), 60, 2), all_up()
-    assert wait_for(lambda: all(announced_to_upstream(s) for s in SERVERS), 60, 1)
-    return run
+
+
+def changed_hosts(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    return {host: r["changed"] for host, r in recap(proc.stdout).items() if r["changed"]}
 
 
 def test_status_prints_one_table_of_the_fleet(converged, tmp_path):
@@ -229,3 +232,58 @@ def test_rolling_run_changes_knot_and_frr_on_every_pop_and_no_client_loses_a_que
         assert "rate-limit: 250" in sh(server, "cat /etc/knot/knot.conf").stdout
         assert "timers bgp 5 15" in sh(server, "vtysh -c 'show running-config'").stdout
         assert bgp_asn(server) == "65053" and not drain_flag(server) and announced_to_upstream(server)
+    # ...and every PoP server is exactly as site.yml leaves it with the same change (frr.conf was
+    # written while drained, with graceful-shutdown; the rollout writes it again after the undrain).
+    check = run_playbook("site.yml", INVENTORY, "--check", "--limit", "localhost,anycast_servers",
+                         "-e", json.dumps(CHANGE), timeout=600)
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert changed_hosts(check) == {}, check.stdout[-4000:]
+
+
+def test_a_rolling_run_with_nothing_to_change_drains_nothing_and_force_rolls_anyway(converged, tmp_path):
+    """The change is on every PoP already: the check-mode pass finds nothing, every PoP is verified
+    and left alone, and no client moves. rolling_force=true rolls a PoP all the same."""
+    regions = Regions(tmp_path)
+    proc, seconds = playbook("rolling.yml", "-e", json.dumps(CHANGE))
+    result = regions.stop()
+    report("rolling run with nothing to change", seconds, result)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    for pop in ("hkg", "tyo", "fra", "gru"):
+        assert f"PoP {pop}: nothing to change (check mode), serves and announces (verified): left alone" \
+            in proc.stdout, proc.stdout[-4000:]
+    assert "rolled no PoP; left alone, nothing to change and serving: hkg, tyo, fra, gru" in proc.stdout
+    assert "GRACEFUL_SHUTDOWN" not in proc.stdout
+    assert totals(result)[1] == 0, result
+    # Nobody was drained: every region stayed with its own PoP throughout.
+    for client, s in result.items():
+        assert {POP_OF[n] for n in s["answers_per_node"]} == {NEAREST_POP[client]}, (client, s["answers_per_node"])
+
+    forced, seconds = playbook("rolling.yml", "--limit", "localhost,tyo", "-e", "rolling_force=true",
+                               "-e", json.dumps(CHANGE))
+    print(f"\n[rolling] forced rolling run of tyo alone: {seconds:.0f} s")
+    assert forced.returncode == 0, forced.stdout[-4000:]
+    assert "PoP tyo: rolled (tyo1: rolling_force)" in forced.stdout, forced.stdout[-4000:]
+    assert "PoP tyo done in" in forced.stdout and "withdrawn" in forced.stdout
+    assert "rolled tyo; left alone, nothing to change and serving: none" in forced.stdout
+    assert not drain_flag("tyo1") and announced_to_upstream("tyo1")
+
+
+def test_a_server_changed_by_hand_is_the_only_pop_rolled(converged, tmp_path):
+    """Someone changed a kernel setting on gru1 by hand: the check-mode pass finds it there alone;
+    only gru goes through drain, apply and undrain, and the setting is the inventory's again."""
+    sh("gru1", "sysctl -w net.ipv4.tcp_fin_timeout=30")
+    regions = Regions(tmp_path)
+    proc, seconds = playbook("rolling.yml", "-e", json.dumps(CHANGE))
+    result = regions.stop()
+    report("rolling run, gru1 changed by hand", seconds, result)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "PoP gru: rolled (gru1: sysctl_tuning : Apply now each setting the running kernel does not have yet)" \
+        in proc.stdout, proc.stdout[-4000:]
+    assert "rolled gru; left alone, nothing to change and serving: hkg, tyo, fra" in proc.stdout
+    assert totals(result)[1] == 0, result
+    assert sh("gru1", "sysctl -n net.ipv4.tcp_fin_timeout").stdout.strip() == "10"
+    # Only São Paulo's clients moved (to another PoP while gru was drained) and came back.
+    assert set(result["cl-gru"]["answers_per_node"]) - {"gru1"}, result["cl-gru"]
+    for client in ("cl-hkg", "cl-tyo", "cl-lon"):
+        s = result[client]
+        assert {POP_OF[n] for n in s["answers_per_node"]} == {NEAREST_POP[client]}, (client, s["answers_per_node"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from anycast_lab import bench, playbook, routers, scale, topology
+from anycast_lab import bench, playbook, routers, scale, speed, topology
 from anycast_lab.shell import LabError
 
 
@@ -63,8 +63,33 @@ def test_recap_and_timings_report():
     hosts = playbook.recap(RECAP)
     assert hosts == {"fra1": {"ok": 57, "changed": 0, "unreachable": 0, "failed": 0},
                      "localhost": {"ok": 1, "changed": 2, "unreachable": 0, "failed": 0}}
-    text = bench.timings_markdown({"first_converge": {"seconds": 180.0, "hosts": 8, "changed": 300},
-                                   "idempotent_by_servers": [{"servers": 5, "seconds": 60.0, "changed": 0},
-                                                             {"servers": 20, "seconds": 150.0, "changed": 0}]})
-    assert "| site.yml, first converge (fresh lab) | 8 | 180.0 | 300 |" in text
-    assert "| 20 | 150.0 | 7.5 | 0 |" in text
+    text = bench.timings_markdown({
+        "baseline": "abc1234",
+        "scaled_first_converge": {"servers": 20, "old": {"seconds": 500.0, "hosts": 22, "changed": 470},
+                                  "new_over_old": {"seconds": 210.0, "hosts": 22, "changed": 60}},
+        "idempotent_by_servers": [{"way": "old", "servers": 5, "seconds": 120.0, "changed": 0},
+                                  {"way": "old", "servers": 20, "seconds": 480.0, "changed": 0},
+                                  {"way": "new", "servers": 5, "seconds": 40.0, "changed": 0},
+                                  {"way": "new", "servers": 20, "seconds": 120.0, "changed": 0}]})
+    assert "old way (commit abc1234) first" in text
+    assert "old way: 500.0 s, 470 changed; the new way's first run over it (an update): 210.0 s" in text
+    assert "| 5 | 120.0 | 24.0 | 40.0 | 8.0 | 0.33 |" in text
+    assert "| 20 | 480.0 | 24.0 | 120.0 | 6.0 | 0.25 |" in text
+
+
+def test_speed_ratios_and_report():
+    old = {"first_converge": 220.0, "idempotent": speed.spread([110.0, 104.0, 120.0]),
+           "fact_round": speed.spread([3.0, 3.2, 3.1]), "rolling_nothing_to_change": speed.spread([130.0])}
+    new = {"first_converge": 110.0, "idempotent": speed.spread([36.0, 33.0, 34.0]),
+           "fact_round": speed.spread([3.0, 3.0, 3.1]), "rolling_nothing_to_change": speed.spread([26.0, 28.0, 27.0]),
+           "rolling_forced": 70.0}
+    r = speed.ratios(old, new)
+    assert r == {"idempotent": round(34.0 / 110.0, 3), "first_converge": 0.5,
+                 "rolling_nothing_to_change_vs_old_full": round(27.0 / 130.0, 3),
+                 "rolling_nothing_to_change_vs_new_forced": round(27.0 / 70.0, 3),
+                 "idempotent_in_fact_rounds": round(34.0 / 3.1, 1)}
+    text = speed.markdown({"baseline": "abc1234", "old": old, "new": new, "ratios": r})
+    assert "| site.yml, idempotent (changed=0) | 110.0 (104.0-120.0, 3 runs) | 34.0 (33.0-36.0, 3 runs) | 0.31 |" \
+        in text
+    assert "| site.yml, first converge | 220.0 | 110.0 | 0.50 |" in text
+    assert "rounds of fact gathering" in text and "39% of the new way's forced full rolling run" in text
