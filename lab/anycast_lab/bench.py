@@ -1,7 +1,7 @@
 """Benchmarks on a running lab, written to reports/ (Markdown and summary.json). `make bench` runs
 them on a fresh lab with site.yml applied.
 
-    python -m anycast_lab.bench converge|rtt|failover|rolling|scale [--out reports]
+    python -m anycast_lab.bench speed|rtt|failover|scale [--out reports]
 
 rtt: the catchment and RTT table of seed 002 section 4: per client region, the RTT to a single
 unicast site in Hong Kong, the RTT to the anycast address, the PoP that answered (NSID) and the
@@ -15,11 +15,14 @@ recipe (profile seed002) in the same run (lab/anycast_lab/failover.py): failover
 timeline PNG per fault, failover.png, summary.json key `failover` (ours_ms, seed_ms per fault).
 Leaves fra1 on the daemon profile.
 
-converge: site.yml on a fresh lab, then again (idempotent: changed=0 expected); rolling:
-playbooks/rolling.yml; both timed into summary.json key `timings`. scale: removes the lab,
-brings up a bigger one (lab/anycast_lab/scale.py: extra real PoP servers), converges it, then
-times the idempotent site.yml for the first 5, 10, 20 PoP servers (--servers) -> timings.md,
-timings.png, `timings.idempotent_by_servers`; the scaled lab is removed afterwards.
+speed: playbook timings, the old way (the commit before the speed work) against the new way, each
+on a fresh lab (lab/anycast_lab/speed.py): first converge, idempotent runs, rolling.yml with nothing
+to change, a forced full rolling run, a round of fact gathering -> speed.md, summary.json key
+`speed` (with the new/old ratios). Leaves the lab up, converged the new way. scale: removes the
+lab, brings up a bigger one (lab/anycast_lab/scale.py: extra real PoP servers) and, the old way
+then the new way, converges it and times the idempotent site.yml for the first 5, 10, 20 PoP
+servers (--servers) -> timings.md, timings.png, summary.json `timings.idempotent_by_servers`;
+the scaled lab is removed afterwards.
 Every ansible-playbook run's output goes to <out>/logs/.
 """
 
@@ -35,7 +38,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from . import engine, failover, plots, scale, topology
+from . import engine, failover, plots, scale, speed, topology
 from .paths import REPO
 from .playbook import playbook
 from .probe import run_probe, walk_path
@@ -149,16 +152,14 @@ def merge_timings(out: Path, **values) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def bench_converge(out: Path) -> None:
-    first = playbook("site-first", ["site.yml"], out)
-    again = playbook("site-idempotent", ["site.yml"], out)
-    if again["changed"]:
-        raise LabError(f"the second site.yml run changed {again['changed']} things: not idempotent")
-    merge_timings(out, first_converge=first, idempotent=again)
-
-
-def bench_rolling(out: Path) -> None:
-    merge_timings(out, rolling=playbook("rolling", ["playbooks/rolling.yml"], out))
+def bench_speed(out: Path, repeat: int) -> dict:
+    data = speed.run(out, repeat)
+    merge_summary(out / "summary.json", "speed", data)
+    (out / "speed.md").write_text(speed.markdown(data))
+    r = data["ratios"]
+    print(f"[bench] new/old: idempotent {r['idempotent']}, first converge {r['first_converge']}, rolling with "
+          f"nothing to change {r['rolling_nothing_to_change_vs_old_full']}; wrote {out / 'speed.md'}")
+    return data
 
 
 def lab_cli(args: list[str], env: dict | None = None, timeout: float = 900) -> None:
@@ -169,7 +170,7 @@ def lab_cli(args: list[str], env: dict | None = None, timeout: float = 900) -> N
         raise LabError(f"anycast-lab {' '.join(args)} failed (rc={proc.returncode})")
 
 
-def bench_scale(out: Path, sizes: list[int]) -> list[dict]:
+def bench_scale(out: Path, sizes: list[int], baseline: str = speed.BASELINE) -> list[dict]:
     base = [n.name for n in topology.load().of_kind("server") if not n.role]
     if min(sizes) < len(base):
         raise LabError(f"the lab has {len(base)} PoP servers; sizes must be at least that")
@@ -177,23 +178,30 @@ def bench_scale(out: Path, sizes: list[int]) -> list[dict]:
     extra = scale.write(directory, max(sizes) - len(base))
     order = base + extra
     env = scale.env(directory)
+    lab_env = {k: env[k] for k in ("ANYCAST_LAB_TOPOLOGY", "ANYCAST_LAB_ROUTERS")}
     inventory = directory / "inventory"
     print(f"[bench] scaled lab: {len(order)} PoP servers ({', '.join(extra)} added), in {directory}", flush=True)
     engine.down(quiet=True)
-    rows = []
+    rows, first = [], {}
     try:
         lab_cli(["up"], env)
-        first = playbook(f"scaled-site-first-{len(order)}", ["site.yml", "--skip-tags", "monitoring"], out,
-                         inventory, env)
-        for n in sorted(sizes):
-            limit = ",".join(["localhost", "dns_primary", *order[:n]])
-            res = playbook(f"scaled-site-idempotent-{n}", ["site.yml", "--skip-tags", "monitoring", "--limit", limit],
-                           out, inventory, env)
-            rows.append({"servers": n, "seconds": res["seconds"], "changed": res["changed"]})
+        with speed.checkout(baseline) as tree:
+            # The old way on the fresh scaled lab, then the new way over it (its first run updates).
+            for way in (speed.Way("old", tree), speed.Way("new", REPO)):
+                first[way.name] = playbook(f"scaled-{way.name}-site-first-{len(order)}",
+                                           ["site.yml", "--skip-tags", "monitoring"], out, inventory,
+                                           way.env(lab_env), cwd=way.tree)
+                for n in sorted(sizes):
+                    limit = ",".join(["localhost", "dns_primary", *order[:n]])
+                    seconds = speed.idempotent(f"scaled-{way.name}-site-idempotent-{n}", way, out, inventory,
+                                               ["--skip-tags", "monitoring", "--limit", limit])
+                    rows.append({"way": way.name, "servers": n, "seconds": seconds, "changed": 0})
     finally:
         lab_cli(["down"], env)
         shutil.rmtree(directory, ignore_errors=True)
-    merge_timings(out, scaled_first_converge={"servers": len(order), **first}, idempotent_by_servers=rows)
+    merge_timings(out, scaled_first_converge={"servers": len(order), "old": first["old"],
+                                              "new_over_old": first["new"]},
+                  idempotent_by_servers=rows, baseline=baseline)
     plots.timings_png(rows, out / "timings.png")
     (out / "timings.md").write_text(timings_markdown(json.loads((out / "summary.json").read_text())["timings"]))
     print(f"[bench] wrote {out / 'timings.md'}, {out / 'timings.png'} and `timings` in {out / 'summary.json'}")
@@ -201,32 +209,36 @@ def bench_scale(out: Path, sizes: list[int]) -> list[dict]:
 
 
 def timings_markdown(t: dict) -> str:
-    lines = ["# Playbook timings on the lab", "",
+    lines = ["# Idempotent site.yml against the number of PoP servers", "",
              "Wall-clock seconds of ansible-playbook on this host (2 CPU cores shared by every lab machine;",
-             "forks 20). The lab's machines are containers on one host, so the figures show how the runs",
-             "grow, not what a real fleet takes.", "",
-             "| Run | Hosts | Seconds | Changed |", "|---|---:|---:|---:|"]
-    names = {"first_converge": "site.yml, first converge (fresh lab)", "idempotent": "site.yml, idempotent re-run",
-             "rolling": "playbooks/rolling.yml (4 PoPs, one at a time)",
-             "scaled_first_converge": "site.yml without monitoring, first converge of the scaled lab"}
-    for key, name in names.items():
-        if key in t:
-            r = t[key]
-            lines.append(f"| {name} | {r['hosts']} | {r['seconds']:.1f} | {r['changed']} |")
-    if t.get("idempotent_by_servers"):
-        lines += ["", "Idempotent site.yml (without monitoring; the hidden primary and the controller's checks",
-                  "included) against the number of PoP servers in the run (`--limit`), one scaled lab:", "",
-                  "| PoP servers | Seconds | Seconds per server | Changed |", "|---:|---:|---:|---:|"]
-        for r in t["idempotent_by_servers"]:
-            per = r["seconds"] / r["servers"]
-            lines.append(f"| {r['servers']} | {r['seconds']:.1f} | {per:.1f} | {r['changed']} |")
+             "forks 20), on one scaled lab: the old way (commit " + t.get("baseline", speed.BASELINE) + ") first,",
+             "then the new way. The lab's machines are containers on one host, so the figures show how the runs",
+             "grow, not what a real fleet takes.", ""]
+    if "scaled_first_converge" in t:
+        f = t["scaled_first_converge"]
+        lines += [f"First converge of the scaled lab ({f['servers']} PoP servers, without monitoring), old way: "
+                  f"{f['old']['seconds']:.1f} s, {f['old']['changed']} changed; the new way's first run over it "
+                  f"(an update): {f['new_over_old']['seconds']:.1f} s.", ""]
+    rows = t.get("idempotent_by_servers", [])
+    if rows:
+        by = {(r.get("way", "new"), r["servers"]): r["seconds"] for r in rows}
+        lines += ["Idempotent site.yml (without monitoring; the hidden primary and the controller's checks",
+                  "included) against the number of PoP servers in the run (`--limit`):", "",
+                  "| PoP servers | Old way (s) | Old, per server | New way (s) | New, per server | New / old |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        for n in sorted({r["servers"] for r in rows}):
+            old, new = by.get(("old", n)), by.get(("new", n))
+            cells = [f"{v:.1f} | {v / n:.1f}" if v is not None else "- | -" for v in (old, new)]
+            ratio = f"{new / old:.2f}" if old and new else "-"
+            lines.append(f"| {n} | {cells[0]} | {cells[1]} | {ratio} |")
         lines += ["", "Plot: timings.png."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m anycast_lab.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["converge", "rtt", "failover", "rolling", "scale"], help="which benchmark")
+    parser.add_argument("what", choices=["speed", "rtt", "failover", "scale"], help="which benchmark")
+    parser.add_argument("--repeat", type=int, default=speed.REPEAT, help="speed: runs of each timed step (default 3)")
     parser.add_argument("--servers", default="5,10,20", help="scale: PoP server counts to time (default 5,10,20)")
     parser.add_argument("--faults", help="failover: only these faults (comma-separated keys: "
                         + ",".join(f.key for f in failover.FAULTS) + ")")
@@ -248,12 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.what == "failover":
             write_failover(topo, out, faults)
             return 0
-        if args.what == "converge":
-            bench_converge(out)
-            return 0
-        if args.what == "rolling":
-            bench_rolling(out)
-            (out / "timings.md").write_text(timings_markdown(json.loads((out / "summary.json").read_text())["timings"]))
+        if args.what == "speed":
+            bench_speed(out, args.repeat)
             return 0
         if args.what == "scale":
             bench_scale(out, [int(x) for x in args.servers.split(",")])

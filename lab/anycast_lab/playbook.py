@@ -21,9 +21,10 @@ def recap(output: str) -> dict[str, dict[str, int]]:
             for m in RECAP.finditer(output)}
 
 
-def playbook(label: str, args: list[str], out: Path, inventory: Path | None = None, env: dict | None = None) -> dict:
-    """Run ansible-playbook ARGS (from the repository, on the lab inventory), timed; its output in
-    out/logs/LABEL.log. An error unless it succeeded."""
+def playbook(label: str, args: list[str], out: Path, inventory: Path | None = None, env: dict | None = None, *,
+             cwd: Path = REPO) -> dict:
+    """Run ansible-playbook ARGS (from CWD, the repository unless said, on the lab inventory), timed;
+    its output in out/logs/LABEL.log. An error unless it succeeded."""
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     argv = [str(Path(sys.executable).with_name("ansible-playbook")), "-i",
@@ -32,7 +33,7 @@ def playbook(label: str, args: list[str], out: Path, inventory: Path | None = No
     print(f"[bench] {label}: {' '.join(argv[1:])} (follow it: tail -f {log})", flush=True)
     started = time.monotonic()
     with log.open("w") as handle:  # written as it runs
-        proc = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env,  # noqa: S603
+        proc = subprocess.run(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=env,  # noqa: S603
                               timeout=3600, check=False)
     seconds = round(time.monotonic() - started, 1)
     hosts = recap(log.read_text())

@@ -88,19 +88,23 @@ def outages_png(rows: list[dict], path: Path) -> None:
 
 
 def timings_png(rows: list[dict], path: Path) -> None:
-    """Idempotent site.yml run time against the number of PoP servers."""
+    """Idempotent site.yml run time against the number of PoP servers, one line per way (old, new)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [r["servers"] for r in rows]
-    ax.plot(xs, [r["seconds"] for r in rows], marker="o")
-    for r in rows:
-        ax.annotate(f"{r['seconds']:.0f} s", (r["servers"], r["seconds"]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=8)
+    ways = list(dict.fromkeys(r.get("way", "new") for r in rows))
+    for way in ways:
+        mine = [r for r in rows if r.get("way", "new") == way]
+        ax.plot([r["servers"] for r in mine], [r["seconds"] for r in mine], marker="o", label=f"{way} way")
+        for r in mine:
+            ax.annotate(f"{r['seconds']:.0f} s", (r["servers"], r["seconds"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
     ax.set_xlabel("PoP servers in the run")
     ax.set_ylabel("idempotent site.yml run (s)")
     ax.set_ylim(bottom=0)
-    ax.set_xticks(xs)
+    ax.set_xticks(sorted({r["servers"] for r in rows}))
     ax.grid(alpha=0.3)
+    if len(ways) > 1:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
