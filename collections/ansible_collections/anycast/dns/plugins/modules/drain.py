@@ -83,6 +83,8 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.anycast.dns.plugins.module_utils import _health
+
 
 def summary(state):
     families = {name: {k: fam.get(k) for k in ("state", "announced", "healthy", "reason")}
@@ -100,7 +102,7 @@ def main():
         argument_spec={
             "state": {"type": "str", "required": True, "choices": ["drained", "undrained"]},
             "wait": {"type": "float"},
-            "command": {"type": "path", "default": "/usr/local/sbin/anycast-health"},
+            "command": {"type": "path", "default": _health.HEALTH_COMMAND},
         },
         supports_check_mode=True,
     )
@@ -115,9 +117,13 @@ def main():
             module.fail_json(msg="%s status failed (is the anycast_health role applied and anycast-health.service "
                                  "running?): %s" % (p["command"], (err or out).strip()), rc=rc, stdout=out, stderr=err)
         try:
-            return json.loads(out)
+            state = json.loads(out)
         except ValueError as exc:
             module.fail_json(msg="cannot parse %s status --json: %s" % (p["command"], exc), stdout=out)
+        problem = _health.schema_problem(state, "%s status --json" % p["command"])
+        if problem:
+            module.fail_json(msg=problem, stdout=out)
+        return state
 
     # A node on anycast_health_profile seed002 has no daemon: its state file would be stale.
     systemctl = module.get_bin_path("systemctl")

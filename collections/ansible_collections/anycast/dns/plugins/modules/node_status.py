@@ -150,7 +150,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.anycast.dns.plugins.module_utils import _dns
+from ansible_collections.anycast.dns.plugins.module_utils import _dns, _health
 
 AFI = {"ipv4Unicast": ("ipv4", "ipv4"), "ipv6Unicast": ("ipv6", "ipv6")}
 
@@ -247,9 +247,13 @@ class Reader:
     def health(self):
         try:
             with open(self.p["health_state"]) as fh:
-                return json.load(fh)
+                state = json.load(fh)
         except (OSError, ValueError):
             return None
+        problem = _health.schema_problem(state, self.p["health_state"])
+        if problem:
+            self.module.fail_json(msg=problem)
+        return state
 
     def serials(self):
         return _dns.serials(self.p["addresses"], self.p["zones"], port=self.p["port"], timeout=1.0)
@@ -266,7 +270,7 @@ def main():
             "wait_for": {"type": "str", "default": "none", "choices": ["none", "ready", "announced", "withdrawn"]},
             "timeout": {"type": "float", "default": 60},
             "interval": {"type": "float", "default": 0.5},
-            "health_state": {"type": "path", "default": "/run/anycast-health/state.json"},
+            "health_state": {"type": "path", "default": _health.HEALTH_STATE},
             "vtysh": {"type": "path", "default": "/usr/bin/vtysh"},
         },
         supports_check_mode=True,

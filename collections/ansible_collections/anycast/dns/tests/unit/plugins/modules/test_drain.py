@@ -14,7 +14,8 @@ def state(drained: bool, announced: bool, reason: str = "x", withdrawn_at=None) 
            "announced": announced, "healthy": True, "reason": reason}
     d = {"since": 100.0, "wait": 20.0, "withdrawn_at": withdrawn_at, "why": "traffic moved: 40.0 q/s before"} \
         if drained else None
-    return json.dumps({"drain": d, "families": {"ipv4": fam, "ipv6": dict(fam)}})
+    return json.dumps({"schema": 1, "version": "0.5.0", "time": 1.0, "drain": d,
+                       "families": {"ipv4": fam, "ipv6": dict(fam)}})
 
 
 class Node:
@@ -80,3 +81,9 @@ def test_a_node_without_the_running_daemon_is_refused_before_anything_is_asked(r
     result, failed = run_module(drain.main, {"state": "drained"}, node)
     assert failed and "inactive" in result["msg"] and "profile seed002 cannot be drained" in result["msg"]
     assert calls == [["/usr/bin/systemctl", "is-active", "anycast-health"]]
+
+
+def test_a_status_of_another_schema_is_refused(run_module):
+    node = Node(json.dumps({"families": {}}))
+    result, failed = run_module(drain.main, {"state": "drained"}, node)
+    assert failed and "schema None" in result["msg"] and [c[1] for c in node.calls] == ["status"]

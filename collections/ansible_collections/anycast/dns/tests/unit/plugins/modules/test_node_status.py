@@ -41,7 +41,8 @@ def health(tmp_path, drained=False, announced=True):
     fam = {"state": "drained" if drained else "announced" if announced else "withdrawn", "announced": announced,
            "reason": "drained" if drained else "ok"}
     path = tmp_path / "state.json"
-    path.write_text(json.dumps({"drain": {"since": 1, "wait": 5} if drained else None,
+    path.write_text(json.dumps({"schema": 1, "version": "0.5.0", "time": 1.0,
+                                "drain": {"since": 1, "wait": 5} if drained else None,
                                 "families": {"ipv4": fam, "ipv6": fam}}))
     return str(path)
 
@@ -99,3 +100,11 @@ def test_no_bgpd_is_no_session(run_module, tmp_path):
     result, failed = run_module(node_status.main, args(tmp_path), frr)
     assert not failed and not result["ready"]
     assert any("no session configured" in p for p in result["problems"])
+
+
+def test_a_state_of_another_schema_is_refused_naming_both(run_module, tmp_path):
+    path = tmp_path / "other-schema.json"
+    path.write_text(json.dumps({"schema": 2, "families": {}}))
+    result, failed = run_module(node_status.main, args(tmp_path, health_state=str(path)),
+                                Frr(summary(), bfd(), advertised(V4), advertised(V6)))
+    assert failed and "schema 2" in result["msg"] and "reads schema 1" in result["msg"]

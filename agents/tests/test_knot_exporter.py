@@ -1,22 +1,16 @@
-"""roles/monitoring/files/anycast-knot-exporter: Knot's timers and RRSIGs read right, `knotc stats`
+"""anycast-knot-exporter (anycast_agents.knot_exporter): Knot's timers and RRSIGs read right, `knotc stats`
 and `zone-status` (as python3-libknot returns them, captured from Knot 3.2 on the lab) turned into
 metrics, and a Knot that does not answer reported as knot_up 0 with no stale figures."""
 
 from __future__ import annotations
 
 import calendar
-import importlib.machinery
-import importlib.util
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO
-
-_loader = importlib.machinery.SourceFileLoader("knot_exporter",
-                                               str(REPO / "roles/monitoring/files/anycast-knot-exporter"))
-_spec = importlib.util.spec_from_loader("knot_exporter", _loader)
-ke = importlib.util.module_from_spec(_spec)
-_loader.exec_module(ke)
+from anycast_agents import knot_exporter as ke
 
 NOW = float(calendar.timegm((2026, 11, 21, 12, 0, 0, 0, 0, 0)))
 STATS = {"server": {"zone-count": 2}, "mod-rrl": {"slipped": 3, "dropped": 7},
@@ -49,36 +43,51 @@ def test_rrsig_expiration_in_both_formats():
 
 
 def render() -> str:
-    metrics = ke.Metrics()
+    metrics = ke.Samples()
     ke.stats_metrics(metrics, STATS)
     ke.zone_metrics(metrics, STATUS, APEX, NOW)
-    return metrics.render()
+
+    class Fixed:
+        def collect(self):
+            yield from metrics
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(Fixed())
+    return generate_latest(reg).decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """(sample name, sorted labels) -> value, from Prometheus's text format."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_stats_become_named_counters():
     text = render()
-    assert 'knot_queries_total{protocol="udp4"} 235' in text
-    assert 'knot_queries_total{protocol="quic4"} 0' in text  # protocols: all of them, zero or not
-    assert 'knot_responses_total{rcode="NXDOMAIN"} 3' in text
-    assert 'knot_query_types_total{type="SOA"} 931' in text
+    got = samples(text)
+    assert got[("knot_queries_total", (("protocol", "udp4"),))] == 235
+    assert got[("knot_queries_total", (("protocol", "quic4"),))] == 0  # protocols: all of them, zero or not
+    assert got[("knot_responses_total", (("rcode", "NXDOMAIN"),))] == 3
+    assert got[("knot_query_types_total", (("type", "SOA"),))] == 931
     assert 'type="AAAA"' not in text  # query types: only those seen (Knot lists ~90)
-    assert "knot_rrl_dropped_total 7" in text and "knot_rrl_slipped_total 3" in text
-    assert "knot_zones 2" in text
-    assert 'knot_stat{id="request",item="edns-presence",section="mod-stats"} 5' in text
+    assert got[("knot_rrl_dropped_total", ())] == 7 and got[("knot_rrl_slipped_total", ())] == 3
+    assert got[("knot_zones", ())] == 2
+    assert got[("knot_stat", (("id", "request"), ("item", "edns-presence"), ("section", "mod-stats")))] == 5
     assert "# TYPE knot_queries_total counter" in text
 
 
 def test_zone_serial_timers_expire_and_rrsig():
-    text = render()
-    assert 'knot_zone_serial{zone="example.com"} 1795284584' in text
-    assert 'knot_zone_serial{zone="example.net"} 1795284590' in text
-    assert 'knot_zone_expires_in_seconds{zone="example.com"} 1209522' in text
-    assert 'knot_zone_refresh_in_seconds{zone="example.com"} 3522' in text
-    assert 'knot_zone_expires_in_seconds{zone="example.net"}' not in text  # a primary has no expiry
-    assert 'knot_zone_soa_expire_seconds{zone="example.com"} 1209600' in text
+    got = samples(render())
+    com, net = (("zone", "example.com"),), (("zone", "example.net"),)
+    assert got[("knot_zone_serial", com)] == 1795284584
+    assert got[("knot_zone_serial", net)] == 1795284590
+    assert got[("knot_zone_expires_in_seconds", com)] == 1209522
+    assert got[("knot_zone_refresh_in_seconds", com)] == 3522
+    assert ("knot_zone_expires_in_seconds", net) not in got  # a primary has no expiry
+    assert got[("knot_zone_soa_expire_seconds", com)] == 1209600
     # The earliest of the apex RRSIGs (DNSKEY's, 12 days from NOW).
-    assert f'knot_zone_rrsig_expires_in_seconds{{zone="example.com"}} {12 * 86400}' in text
-    assert 'knot_zone_rrsig_expires_in_seconds{zone="example.net"}' not in text  # unsigned
+    assert got[("knot_zone_rrsig_expires_in_seconds", com)] == 12 * 86400
+    assert ("knot_zone_rrsig_expires_in_seconds", net) not in got  # unsigned
 
 
 class DeadKnot:
@@ -96,9 +105,11 @@ class FineKnot:
 
 
 def test_knot_not_answering_is_knot_up_0_without_stale_figures():
-    text, ok = ke.collect(DeadKnot())
-    assert not ok
-    assert "knot_up 0" in text
-    assert "knot_zone_serial" not in text and "knot_queries_total" not in text
-    text, ok = ke.collect(FineKnot())
-    assert ok and "knot_up 1" in text and "knot_zone_serial" in text
+    collector = ke.KnotCollector(DeadKnot())
+    got = samples(generate_latest(ke.registry(collector)).decode())
+    assert not collector.last_ok and "connection refused" in collector.last_error
+    assert got[("knot_up", ())] == 0
+    assert not any(name in ("knot_zone_serial", "knot_queries_total") for name, _ in got)
+    collector = ke.KnotCollector(FineKnot())
+    got = samples(generate_latest(ke.registry(collector)).decode())
+    assert collector.last_ok and got[("knot_up", ())] == 1 and ("knot_zone_serial", (("zone", "example.com"),)) in got

@@ -1,11 +1,9 @@
-"""roles/anycast_health/files/anycast-health: the DNS check against a small authority on 127.0.0.1
+"""anycast-health (anycast_agents.health): the DNS check against a small authority on 127.0.0.1
 (UDP and TCP), the decision per family (fall, rise, damping, drain), and the daemon end to end
 with its files for keepalived and Prometheus."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import socket
 import struct
@@ -17,14 +15,15 @@ import dns.message
 import dns.rcode
 import dns.rrset
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO
-
-_loader = importlib.machinery.SourceFileLoader("anycast_health_daemon",
-                                               str(REPO / "roles/anycast_health/files/anycast-health"))
-_spec = importlib.util.spec_from_loader("anycast_health_daemon", _loader)
-ah = importlib.util.module_from_spec(_spec)
-_loader.exec_module(ah)
+from anycast_agents.health.cli import load_config, main
+from anycast_agents.health.daemon import Daemon
+from anycast_agents.health.family import Family
+from anycast_agents.health.files import read_drain
+from anycast_agents.health.frr import DRAIN_MARK, Frr
+from anycast_agents.health.metrics import prom_text
+from anycast_agents.health.traffic import DrainTimer
 
 
 class Authority:
@@ -138,7 +137,7 @@ def config_for(tmp_path, authority, **overrides):
 
 
 def run_check(tmp_path, authority, family="4", **overrides):
-    return ah.main(["--config", str(config_for(tmp_path, authority, **overrides)), "check", family])
+    return main(["--config", str(config_for(tmp_path, authority, **overrides)), "check", family])
 
 
 # --- the DNS check --------------------------------------------------------------------------
@@ -186,9 +185,9 @@ def test_a_hung_server_fails_every_query_and_names_each(tmp_path, authority, cap
 def test_a_family_without_addresses_fails_and_a_bad_config_is_exit_2(tmp_path, authority, capsys):
     assert run_check(tmp_path, authority, family="6") == 1
     assert "nothing to check for IPv6" in capsys.readouterr().err
-    assert ah.main(["--config", str(tmp_path / "missing.json"), "check"]) == 2
+    assert main(["--config", str(tmp_path / "missing.json"), "check"]) == 2
     (tmp_path / "partial.json").write_text(json.dumps({"zones": ["example.com"]}))
-    assert ah.main(["--config", str(tmp_path / "partial.json"), "status"]) == 2
+    assert main(["--config", str(tmp_path / "partial.json"), "status"]) == 2
     assert "cannot use" in capsys.readouterr().err
 
 
@@ -203,7 +202,7 @@ def feed(fam, now, ok, drained=False):
 
 
 def test_withdrawn_at_start_until_rise_good_checks_then_withdrawn_after_fall_bad_ones():
-    fam = ah.Family("ipv4", CFG, announced=False, now=0)
+    fam = Family("ipv4", CFG, announced=False, now=0)
     assert [feed(fam, t, True) for t in (1, 2)] == [None, None]
     assert feed(fam, 3, True) == (True, "3 good checks in a row")
     assert feed(fam, 4, False) is None  # one bad check is not enough (fall 2)
@@ -216,12 +215,12 @@ def test_withdrawn_at_start_until_rise_good_checks_then_withdrawn_after_fall_bad
 
 
 def test_a_restarted_daemon_keeps_an_announcement_it_finds():
-    fam = ah.Family("ipv4", CFG, announced=True, now=0)
+    fam = Family("ipv4", CFG, announced=True, now=0)
     assert feed(fam, 1, True) is None and fam.announced
 
 
 def test_a_knot_crash_withdraws_without_waiting_for_fall():
-    fam = ah.Family("ipv4", CFG, announced=True, now=0)
+    fam = Family("ipv4", CFG, announced=True, now=0)
     fam.fail_now(5.0, ["knot.service stopped"], detected=4.98)
     assert fam.decide(5.0, False) == (False, "knot.service stopped")
     assert fam.withdraw_started == 4.98
@@ -242,7 +241,7 @@ def flap(fam, at):
 
 
 def test_damping_holds_a_flapping_family_down_longer_each_time_and_forgets_after_reset():
-    fam = ah.Family("ipv4", CFG, announced=True, now=0)
+    fam = Family("ipv4", CFG, announced=True, now=0)
     assert flap(fam, 100) == 103           # first failure: back after rise (3 checks)
     assert flap(fam, 105) == 115           # second within reset: held 10 s
     assert flap(fam, 116) == 136           # third: 20 s
@@ -252,7 +251,7 @@ def test_damping_holds_a_flapping_family_down_longer_each_time_and_forgets_after
 
 
 def test_a_drained_family_is_withdrawn_whatever_its_health_and_comes_back_after_undrain():
-    fam = ah.Family("ipv4", CFG, announced=True, now=0)
+    fam = Family("ipv4", CFG, announced=True, now=0)
     drain = {"since": 10, "wait": 5}
     assert fam.state(12, drain, False) == "draining"
     assert feed(fam, 12, True, drained=False) is None
@@ -275,7 +274,7 @@ class FakeTraffic:
 
 def drain_timeline(rate_at, since=100.0, wait=10.0, cfg=None):
     """Seconds after SINCE at which the drain withdraws, and its report."""
-    timer = ah.DrainTimer(cfg or {"drain_min_wait": 2, "drain_residual": 0.05})
+    timer = DrainTimer(cfg or {"drain_min_wait": 2, "drain_residual": 0.05})
     traffic, drain = FakeTraffic(rate_at), {"since": since, "wait": wait}
     t = since
     while not timer.done(t, drain, traffic):
@@ -306,7 +305,7 @@ def test_a_drain_whose_traffic_stays_waits_its_full_time():
 
 
 def test_a_drain_decision_is_kept_until_undrain_and_made_again_for_a_new_drain():
-    timer = ah.DrainTimer({"drain_min_wait": 2, "drain_residual": 0.05})
+    timer = DrainTimer({"drain_min_wait": 2, "drain_residual": 0.05})
     quiet = FakeTraffic(lambda t: 0.0)
     assert timer.done(103, {"since": 100, "wait": 10}, quiet)
     assert timer.done(200, {"since": 100, "wait": 10}, FakeTraffic(lambda t: 500.0))  # sticky
@@ -315,29 +314,38 @@ def test_a_drain_decision_is_kept_until_undrain_and_made_again_for_a_new_drain()
 
 
 def test_an_unreadable_drain_flag_counts_as_drained(tmp_path):
-    assert ah.read_drain(str(tmp_path)) is None
+    assert read_drain(str(tmp_path)) is None
     (tmp_path / "drain").write_text("garbage")
-    assert ah.read_drain(str(tmp_path)) == {"since": 0.0, "wait": 0.0}
+    assert read_drain(str(tmp_path)) == {"since": 0.0, "wait": 0.0}
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """(sample name, sorted labels) -> value, from Prometheus's text format."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_prometheus_text_has_state_transitions_and_withdrawal_time():
-    fam = ah.Family("ipv4", CFG, announced=True, now=0)
+    fam = Family("ipv4", CFG, announced=True, now=0)
     fam.fail_now(5.0, ["knot.service stopped"], detected=5.0)
     fam.decide(5.0, False)
     fam.withdraw_seconds = 0.021
-    text = ah.prom_text({"4": fam}, None, 6.0)
-    assert 'anycast_health_announced{family="ipv4"} 0' in text
-    assert 'anycast_health_state{family="ipv4",state="withdrawn"} 1' in text
-    assert 'anycast_health_state{family="ipv4",state="announced"} 0' in text
-    assert 'anycast_health_transitions_total{family="ipv4"} 1' in text
-    assert 'anycast_health_last_transition_timestamp_seconds{family="ipv4"} 5.000' in text
-    assert 'anycast_health_withdraw_seconds{family="ipv4"} 0.021' in text
-    assert "anycast_health_drained 0" in text
+    text = prom_text({"4": fam}, None, 6.0)
+    got = samples(text)
+    v4 = (("family", "ipv4"),)
+    assert got[("anycast_health_announced", v4)] == 0
+    assert got[("anycast_health_state", (("family", "ipv4"), ("state", "withdrawn")))] == 1
+    assert got[("anycast_health_state", (("family", "ipv4"), ("state", "announced")))] == 0
+    assert got[("anycast_health_transitions_total", v4)] == 1
+    assert got[("anycast_health_last_transition_timestamp_seconds", v4)] == 5.0
+    assert got[("anycast_health_withdraw_seconds", v4)] == 0.021
+    assert got[("anycast_health_drained", ())] == 0
     assert "# TYPE anycast_health_transitions_total counter" in text
-    assert "anycast_health_updated_timestamp_seconds 6.000" in text
+    assert got[("anycast_health_updated_timestamp_seconds", ())] == 6.0
     # Without nftables counters the daemon does not invent a traffic figure.
     assert "external_queries_total" not in text
-    assert "anycast_health_external_queries_total 1234" in ah.prom_text({"4": fam}, None, 6.0, queries=1234)
+    assert samples(prom_text({"4": fam}, None, 6.0, queries=1234))[("anycast_health_external_queries_total", ())] \
+        == 1234
 
 
 # --- the daemon end to end ------------------------------------------------------------------
@@ -354,9 +362,9 @@ def wait_until(pred, timeout=10.0):
 
 @pytest.fixture
 def daemon(tmp_path, authority):
-    config = ah.load_config(str(config_for(tmp_path, authority, interval=0.3, timeout=0.25,
+    config = load_config(str(config_for(tmp_path, authority, interval=0.3, timeout=0.25,
                                            damping={"hold": 30, "max_hold": 60, "reset": 60})))
-    d = ah.Daemon(config)
+    d = Daemon(config)
     thread = threading.Thread(target=d.run, daemon=True)
     thread.start()
     yield d, tmp_path / "run", tmp_path
@@ -423,32 +431,32 @@ def test_drain_and_undrain_from_the_command_line(daemon, capsys):
     d, run_dir, tmp_path = daemon
     config = str(tmp_path / "config.json")
     assert wait_until(lambda: flag(run_dir) == "0")
-    assert ah.main(["--config", config, "drain", "--wait", "0.5"]) == 0
+    assert main(["--config", config, "drain", "--wait", "0.5"]) == 0
     assert flag(run_dir) == "1"
     out = capsys.readouterr().out
     assert "at the latest in 0.5 s" in out and "ipv4: drained" in out
     flag_file = json.loads((tmp_path / "state" / "drain").read_text())
     assert flag_file["wait"] == 0.5
     assert flag_file["withdrawn_at"] >= flag_file["since"] and flag_file["why"] == "the drain's wait is over"
-    assert ah.main(["--config", config, "drain", "--no-block"]) == 0
+    assert main(["--config", config, "drain", "--no-block"]) == 0
     assert "drain already set" in capsys.readouterr().out
-    assert ah.main(["--config", config, "undrain"]) == 0
+    assert main(["--config", config, "undrain"]) == 0
     assert flag(run_dir) == "0"
     assert "ipv4: announced" in capsys.readouterr().out
     assert not (tmp_path / "state" / "drain").exists()
-    assert ah.main(["--config", config, "drain", "--wait", "-1"]) == 2
+    assert main(["--config", config, "drain", "--wait", "-1"]) == 2
 
 
 def test_a_restarted_daemon_keeps_a_drained_node_withdrawn_however_long_the_drain_wait(tmp_path, authority):
     """The withdrawal is noted in the drain flag: a daemon restarted in the middle of a long drain
     (the role restarts it while rolling.yml applies a change) does not announce again."""
-    config = ah.load_config(str(config_for(tmp_path, authority, interval=0.1, timeout=0.08)))
+    config = load_config(str(config_for(tmp_path, authority, interval=0.1, timeout=0.08)))
     (tmp_path / "state").mkdir()
     now = time.time()
     (tmp_path / "state" / "drain").write_text(json.dumps(
         {"since": now - 3, "wait": 600, "withdrawn_at": now - 1, "why": "traffic moved: 40.0 q/s before",
          "rate_before": 40.0, "rate_after": 0.0}))
-    d = ah.Daemon(config)
+    d = Daemon(config)
     thread = threading.Thread(target=d.run, daemon=True)
     thread.start()
     try:
@@ -466,10 +474,10 @@ def test_a_restarted_daemon_keeps_a_drained_node_withdrawn_however_long_the_drai
 @pytest.mark.parametrize("conf,wants", [
     ("router bgp 65053\n bgp router-id 1.1.1.1\nexit\n", False),
     ("router bgp 65053\n bgp graceful-shutdown\nexit\n", True),            # the inventory asks for it
-    (ah.DRAIN_MARK + "; graceful-shutdown follows the drain flag\nrouter bgp 65053\n bgp graceful-shutdown\n",
+    (DRAIN_MARK + "; graceful-shutdown follows the drain flag\nrouter bgp 65053\n bgp graceful-shutdown\n",
      False),                                                                 # rendered for a drain only
 ])
 def test_undrain_keeps_graceful_shutdown_only_when_the_inventory_asks(tmp_path, conf, wants):
     (tmp_path / "frr.conf").write_text(conf)
-    frr = ah.Frr({"config": str(tmp_path / "frr.conf")}, print)
+    frr = Frr({"config": str(tmp_path / "frr.conf")}, print)
     assert frr._asn_and_file_wants() == ("65053", wants)

@@ -1,0 +1,6 @@
+"""What the anycast DNS fleet runs on its nodes: the health daemon that decides whether a PoP
+server announces (anycast-health) and the Prometheus exporter of the local Knot
+(anycast-knot-exporter). Built into one zipapp, anycast-agents-<version>.pyz, that the collection's
+agents role installs; each command is a link to it."""
+
+__version__ = "0.5.0"

@@ -1,0 +1,1 @@
+"""anycast-health: the health daemon of a PoP server and its command line (cli.main)."""

@@ -1,0 +1,24 @@
+"""Where the agents and the roles meet on a node: defined here once.
+
+The collection's modules and roles use the same paths (a unit test of the repository checks that
+their documented defaults agree with these)."""
+
+from __future__ import annotations
+
+INSTALL_DIR = "/usr/local/lib/anycast-dns"  # the zipapp, one file per version
+BIN_DIR = "/usr/local/sbin"  # the commands: links to the zipapp
+HEALTH_COMMAND = BIN_DIR + "/anycast-health"
+KNOT_EXPORTER_COMMAND = BIN_DIR + "/anycast-knot-exporter"
+
+HEALTH_CONFIG = "/etc/anycast-health/config.json"
+HEALTH_RUN_DIR = "/run/anycast-health"  # state.json, the family flags keepalived tracks, heartbeat
+HEALTH_STATE_DIR = "/var/lib/anycast-health"  # the drain flag (kept across reboots)
+HEALTH_STATE_FILE = HEALTH_RUN_DIR + "/state.json"
+DRAIN_FLAG = HEALTH_STATE_DIR + "/drain"
+
+KNOT_SOCKET = "/run/knot/knot.sock"
+KNOT_EXPORTER_LISTEN = "127.0.0.1:9433"
+
+
+def zipapp_name(version: str) -> str:
+    return f"anycast-agents-{version}.pyz"
