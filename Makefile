@@ -14,12 +14,16 @@ export PY_COLORS ?= 0
 APT_PACKAGES := python3 python3-venv git make iproute2 iputils-ping openssh-client nftables \
                 systemd-container debootstrap apt-cacher-ng
 
-.PHONY: help setup apt venv lock check lint unit test demo bench lab-up lab-down clean
+# The agents (agents/: anycast-health, anycast-knot-exporter) as the zipapp the agents role installs.
+AGENTS_VERSION := $(shell $(PYTHON) agents/build.py --print-version)
+AGENTS_PYZ     := roles/agents/files/anycast-agents-$(AGENTS_VERSION).pyz
+
+.PHONY: help setup apt venv agents agents-test lock check lint unit test demo bench lab-up lab-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: apt venv ## install apt packages (as root) and the Python virtualenv; idempotent
+setup: apt venv agents ## install apt packages (as root), the Python virtualenv and build the agents; idempotent
 
 apt: ## install the Debian packages the project needs (skips what is there)
 	@scripts/setup-apt.sh $(APT_PACKAGES)
@@ -36,6 +40,14 @@ $(VENV)/.installed: requirements.txt
 	@chmod +x $(BIN)/anycast-lab
 	@touch $@
 
+agents: $(AGENTS_PYZ) ## build the agents' zipapp into the agents role (roles/agents/files/)
+
+$(AGENTS_PYZ): agents/build.py $(shell find agents/src -name '*.py')
+	@$(PYTHON) agents/build.py --out $(dir $@)
+
+agents-test: ## the agents' tests on each platform's Python and libraries (EL 9, Debian 12 and 13, newest)
+	@$(PYTHON) scripts/agents-test.py
+
 lock: ## regenerate requirements.txt from requirements.in (needs network to PyPI)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet -r requirements.in
@@ -51,7 +63,7 @@ lint: venv ## yamllint, ansible-lint (profile production), ruff
 unit: venv ## unit and functional tests that need no root and no lab
 	$(BIN)/pytest -q -m "not lab"
 
-check: lint unit ## the fast tier: lint + unit (no root, a few minutes)
+check: lint unit agents-test ## the fast tier: lint, unit, the agents on every platform's Python (no root, a few minutes)
 
 test: setup lint ## everything: lint, unit, functional, the lab tests and molecule (as root)
 	$(BIN)/pytest -q

@@ -1,4 +1,7 @@
-"""A killed `up` followed by `down` leaves nothing behind."""
+"""A killed `up` followed by `down` leaves nothing behind.
+
+It needs a lab of its own, which it kills: it runs first among the lab modules (tests/lab/conftest.py,
+LAB_ORDER), before the session's lab comes up."""
 
 from __future__ import annotations
 
