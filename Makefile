@@ -18,7 +18,13 @@ APT_PACKAGES := python3 python3-venv git make iproute2 iputils-ping openssh-clie
 AGENTS_VERSION := $(shell $(PYTHON) agents/build.py --print-version)
 AGENTS_PYZ     := roles/agents/files/anycast-agents-$(AGENTS_VERSION).pyz
 
-.PHONY: help setup apt venv agents agents-test lock check lint unit test demo bench lab-up lab-down clean
+.PHONY: help setup apt venv agents agents-test collection ee collection-check lock check lint unit test demo bench \
+        lab-up lab-down clean
+
+# The collection as ansible-galaxy builds it (roles, plugins and the agents' zipapp included).
+COLLECTION_DIR     := collections/ansible_collections/anycast/dns
+COLLECTION_VERSION := $(shell sed -n 's/^version: *//p' $(COLLECTION_DIR)/galaxy.yml)
+COLLECTION_TAR     := dist/anycast-dns-$(COLLECTION_VERSION).tar.gz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -48,6 +54,18 @@ $(AGENTS_PYZ): agents/build.py $(shell find agents/src -name '*.py')
 agents-test: ## the agents' tests on each platform's Python and libraries (EL 9, Debian 12 and 13, newest)
 	@$(PYTHON) scripts/agents-test.py
 
+collection: venv agents ## build the anycast.dns collection into dist/ (ansible-galaxy collection build)
+	@mkdir -p dist
+	$(BIN)/ansible-galaxy collection build $(COLLECTION_DIR) --output-path dist --force
+
+ee: collection ## the execution environment's build context in ee/context (ansible-builder create; build it with podman)
+	@test "$(COLLECTION_VERSION)" = "$$(sed -n 's|.*anycast-dns-\([0-9.]*\)\.tar\.gz.*|\1|p' ee/execution-environment.yml | head -1)" || \
+	  { echo "ee/execution-environment.yml names another collection version than galaxy.yml ($(COLLECTION_VERSION))"; exit 1; }
+	cd ee && $(CURDIR)/$(BIN)/ansible-builder create --file execution-environment.yml --context context --output-filename Containerfile
+
+collection-check: venv agents ## the collection's own checks: ansible-test sanity and units, antsibull docs and changelog lint, build, ansible-builder create
+	@scripts/collection-check.sh
+
 lock: ## regenerate requirements.txt from requirements.in (needs network to PyPI)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet -r requirements.in
@@ -63,7 +81,7 @@ lint: venv ## yamllint, ansible-lint (profile production), ruff
 unit: venv ## unit and functional tests that need no root and no lab
 	$(BIN)/pytest -q -m "not lab"
 
-check: lint unit agents-test ## the fast tier: lint, unit, the agents on every platform's Python (no root, a few minutes)
+check: lint unit agents-test collection-check ## the fast tier: lint, unit, the agents on every platform's Python, the collection's own checks (no root, about 10 min)
 
 test: setup lint ## everything: lint, unit, functional, the lab tests and molecule (as root)
 	$(BIN)/pytest -q

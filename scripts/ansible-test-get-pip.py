@@ -22,12 +22,22 @@ from pathlib import Path
 STAND_IN = '''\
 """Stand-in for get-pip.py (written by scripts/ansible-test-get-pip.py): ensurepip, then pip install."""
 import ensurepip
+import os
 import sys
 
+before = os.environ.get("PIP_CONFIG_FILE")
 ensurepip.bootstrap(upgrade=True)
+# ensurepip points PIP_CONFIG_FILE at /dev/null for its own run; pip install must read the
+# machine's pip configuration again (its index, its certificate authorities).
+if before is None:
+    os.environ.pop("PIP_CONFIG_FILE", None)
+else:
+    os.environ["PIP_CONFIG_FILE"] = before
 from pip._internal.cli.main import main  # noqa: E402 - pip exists only after the bootstrap
 
-sys.exit(main(["install", *sys.argv[1:]]))
+# get-pip.py's own options (what not to install besides pip) mean nothing to pip install.
+OWN = {"--no-setuptools", "--no-wheel"}
+sys.exit(main(["install", *(arg for arg in sys.argv[1:] if arg not in OWN)]))
 '''
 
 

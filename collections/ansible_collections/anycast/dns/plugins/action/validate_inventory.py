@@ -47,7 +47,7 @@ class ActionModule(ActionBase):
             raise AnsibleError("the anycast.dns.validate_inventory action needs the Python library netaddr on the "
                                "controller: %s" % rules.NETADDR_IMPORT_ERROR)
 
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         group = args["servers_group"]
         hosts = list(task_vars.get("groups", {}).get(group, []))
         hostvars = task_vars.get("hostvars", {})

@@ -25,7 +25,7 @@ requirements:
   - Enabled in C(ansible.cfg) (C(callbacks_enabled = anycast.dns.check_changes)) or through
     E(ANSIBLE_CALLBACKS_ENABLED).
 author:
-  - anycast.dns contributors
+  - anycast.dns contributors (@anycast-dns)
 """
 
 import json

@@ -136,7 +136,7 @@ def parse_prefix(value, version=None, host_bits=False):
     """
     if not isinstance(value, str) or "/" not in value:
         return None, "is not a prefix (expected address/length, e.g. 203.0.113.0/24)"
-    addr_text, _, len_text = value.strip().partition("/")
+    addr_text, _slash, len_text = value.strip().partition("/")
     addr, err = parse_ip(addr_text)
     if err:
         return None, "is not a valid prefix: the address part " + err
@@ -275,8 +275,8 @@ def _check_service(col, hv):
             parsed_aggs.append((key + ".prefix", value, net, allow))
 
     # Duplicates and overlaps between aggregates.
-    for i, (key_a, val_a, net_a, _) in enumerate(parsed_aggs):
-        for key_b, val_b, net_b, _ in parsed_aggs[i + 1:]:
+    for i, (key_a, val_a, net_a, _allow_a) in enumerate(parsed_aggs):
+        for key_b, val_b, net_b, _allow_b in parsed_aggs[i + 1:]:
             if net_a.version != net_b.version:
                 continue
             if net_a == net_b:
@@ -286,15 +286,15 @@ def _check_service(col, hv):
 
     # Every service address inside an aggregate, and never equal to one.
     for key, value, addr in parsed_addrs:
-        covering = [net for _, _, net, _ in parsed_aggs if net.version == addr.version and addr in net]
+        covering = [net for _key, _value, net, _allow in parsed_aggs if net.version == addr.version and addr in net]
         if not covering:
             col.add(key, value, "is outside every announced aggregate (anycast_aggregates)")
         elif any(net.prefixlen == (32 if addr.version == 4 else 128) for net in covering):
             col.add(key, value, "is itself announced as a host route: the connected route on lo would win "
                     "over the kernel route and nothing would be announced; announce the covering /24 or /48")
     # Each aggregate must carry at least one service address (an empty aggregate attracts traffic for nothing).
-    for key, value, net, _ in parsed_aggs:
-        if parsed_addrs and not any(addr.version == net.version and addr in net for _, _, addr in parsed_addrs):
+    for key, value, net, _allow in parsed_aggs:
+        if parsed_addrs and not any(addr.version == net.version and addr in net for _key, _value, addr in parsed_addrs):
             col.add(key, value, "covers no service address (anycast_service_addresses)")
     return parsed_aggs
 
@@ -333,7 +333,7 @@ def _check_primary(col, hv):
         col.add("anycast_hidden_primary", primary, "needs an ipv4 or an ipv6 address")
     for fam, version in (("ipv4", 4), ("ipv6", 6)):
         if primary.get(fam) is not None:
-            _, err = parse_ip(primary.get(fam), version)
+            _addr, err = parse_ip(primary.get(fam), version)
             if err:
                 col.add("anycast_hidden_primary." + fam, primary.get(fam), err)
 
@@ -467,7 +467,7 @@ def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
         require_pw = True
     names = {}
     neighbours = {}
-    own_addrs = {net.ip: key for key, _, net in links}
+    own_addrs = {net.ip: key for key, _value, net in links}
     for idx, up in enumerate(upstreams):
         key = "anycast_upstreams[%d]" % idx
         if not isinstance(up, dict):
@@ -516,7 +516,7 @@ def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
             if addr in neighbours:
                 col.add("%s.%s" % (key, fam), value, "duplicates the neighbour of %s" % neighbours[addr])
             neighbours[addr] = key
-            if multihop <= 1 and not any(net.version == version and addr in net for _, _, net in links):
+            if multihop <= 1 and not any(net.version == version and addr in net for _key, _value, net in links):
                 col.add("%s.%s" % (key, fam), value,
                         "is on none of this server's links (anycast_interfaces) while multihop is off")
 
@@ -688,10 +688,10 @@ def check_fleet(servers, errors=None):
     for what, table in unique.items():
         for entries in table.values():
             # The same address twice on one host (unicast address also on an interface) is fine.
-            if len({host for host, _, _ in entries}) < 2:
+            if len({host for host, _key, _value in entries}) < 2:
                 continue
             for host, key, value in entries:
-                others = ", ".join(sorted({"%s (%s)" % (h, k) for h, k, _ in entries if h != host}))
+                others = ", ".join(sorted({"%s (%s)" % (h, k) for h, k, _value in entries if h != host}))
                 problems.append(Problem(host, key, value, "duplicate %s: also used by %s" % (what, others)))
 
     # PoPs without servers: judged on each distinct anycast_pops list.

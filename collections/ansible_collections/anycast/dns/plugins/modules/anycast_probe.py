@@ -48,19 +48,13 @@ options:
     description: Seconds between two queries to one address.
     type: float
     default: 0.2
-attributes:
-  check_mode:
-    support: full
-    description: The module only sends queries; it runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    support: full
-    platforms: posix
 requirements:
   - dnspython on the vantage point.
+extends_documentation_fragment:
+  - anycast.dns.attributes
+  - anycast.dns.attributes.read_only
 author:
-  - anycast.dns contributors
+  - anycast.dns contributors (@anycast-dns)
 """
 
 EXAMPLES = r"""

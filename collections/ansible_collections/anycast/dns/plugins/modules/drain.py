@@ -41,13 +41,12 @@ attributes:
   diff_mode:
     support: full
     description: Shows the drain flag before and after.
-  platform:
-    support: full
-    platforms: posix
 requirements:
   - The anycast_health role on the node (C(anycast-health) and its daemon).
+extends_documentation_fragment:
+  - anycast.dns.attributes
 author:
-  - anycast.dns contributors
+  - anycast.dns contributors (@anycast-dns)
 """
 
 EXAMPLES = r"""
@@ -128,7 +127,7 @@ def main():
     # A node on anycast_health_profile seed002 has no daemon: its state file would be stale.
     systemctl = module.get_bin_path("systemctl")
     if systemctl:
-        rc, out, _ = module.run_command([systemctl, "is-active", "anycast-health"], environ_update=env)
+        rc, out, _err = module.run_command([systemctl, "is-active", "anycast-health"], environ_update=env)
         if out.strip() != "active":
             module.fail_json(msg="anycast-health.service is %s on this node: a drain needs the anycast-health daemon "
                                  "(anycast_health_profile daemon; a node on profile seed002 cannot be drained)"

@@ -56,13 +56,12 @@ attributes:
   diff_mode:
     support: full
     description: The file before and after, passwords masked.
-  platform:
-    support: full
-    platforms: posix
 requirements:
   - FRR with C(vtysh) and C(frr-pythontools), running, with C(service integrated-vtysh-config).
+extends_documentation_fragment:
+  - anycast.dns.attributes
 author:
-  - anycast.dns contributors
+  - anycast.dns contributors (@anycast-dns)
 """
 
 EXAMPLES = r"""

@@ -63,7 +63,7 @@ seealso:
   - module: community.general.nmcli
     description: General-purpose nmcli module; it does not check the live addresses or activate changes idempotently.
 author:
-  - anycast.dns contributors
+  - anycast.dns contributors (@anycast-dns)
 """
 
 EXAMPLES = r"""

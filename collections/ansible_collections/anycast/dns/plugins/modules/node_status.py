@@ -66,19 +66,13 @@ options:
     description: FRR's shell.
     type: path
     default: /usr/bin/vtysh
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads; it runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    support: full
-    platforms: posix
 requirements:
   - FRR (vtysh) and dnspython on the managed node.
+extends_documentation_fragment:
+  - anycast.dns.attributes
+  - anycast.dns.attributes.read_only
 author:
-  - anycast.dns contributors
+  - anycast.dns contributors (@anycast-dns)
 """
 
 EXAMPLES = r"""
@@ -159,7 +153,7 @@ def parse_summary(text):
     """[(family, neighbor, peer dict)] from `show bgp summary json`."""
     data = json.loads(text or "{}")
     out = []
-    for key, (family, _) in AFI.items():
+    for key, (family, _safi) in AFI.items():
         for neighbor, peer in sorted((data.get(key) or {}).get("peers", {}).items()):
             out.append((family, neighbor, peer))
     return out

@@ -36,7 +36,7 @@ notes:
   - Rules, with the variable each concerns, are listed in the collection's docs/inventory-model.md.
   - Passwords are never printed; a missing one is shown as V(<empty>).
 author:
-  - anycast.dns contributors
+  - anycast.dns contributors (@anycast-dns)
 """
 
 EXAMPLES = r"""
@@ -68,7 +68,7 @@ problems:
   type: list
   elements: str
   sample:
-    - "tyo1: anycast_upstreams[0](transit).asn = 65053: equals our own ASN (anycast_asn): this must be an eBGP session"
+    - "tyo1: anycast_service_addresses[0] = 198.51.100.53: is outside every announced aggregate (anycast_aggregates)"
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -52,19 +52,13 @@ options:
     description: Seconds to wait for one answer.
     type: float
     default: 1.0
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads; it runs the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    support: full
-    platforms: posix
 requirements:
   - dnspython on the managed node (Debian C(python3-dnspython), RHEL C(python3-dns)).
+extends_documentation_fragment:
+  - anycast.dns.attributes
+  - anycast.dns.attributes.read_only
 author:
-  - anycast.dns contributors
+  - anycast.dns contributors (@anycast-dns)
 """
 
 EXAMPLES = r"""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from test_zone_serial import FakeAuthority, no_command
 
 from ansible_collections.anycast.dns.plugins.modules import anycast_probe
+from ansible_collections.anycast.dns.tests.unit.plugins.modules.dns_fakes import FakeAuthority, no_command
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ def test_nothing_to_do_when_file_and_running_config_match(run_module, conf, tmp_
 def test_a_running_config_edited_by_hand_is_put_back(run_module, conf, tmp_path):
     conf.write_text(NEW)
     frr = FakeFrr(conf, running="edited in vtysh")
-    result, _ = run_module(frr_config.main, args(conf), frr, tmpdir=str(tmp_path))
+    result, _failed = run_module(frr_config.main, args(conf), frr, tmpdir=str(tmp_path))
     assert result["changed"] and frr.running == NEW
 
 

@@ -34,7 +34,7 @@ class FakeHost:
 
     def ip(self, args):
         if args[:2] == ["-j", "addr"]:
-            info = [{"local": a.split("/")[0], "prefixlen": int(a.split("/")[1])} for a in self.lo]
+            info = [{"local": a.split("/", maxsplit=1)[0], "prefixlen": int(a.split("/")[1])} for a in self.lo]
             return 0, json.dumps([{"ifname": "lo", "addr_info": info}]), ""
         verb, cidr = args[2], args[3]
         if verb == "add":
@@ -123,7 +123,7 @@ def test_second_run_changes_nothing_and_touches_nothing(run_module):
 
 def test_an_address_removed_by_hand_is_put_back(run_module):
     host = FakeHost({"anycast-lo": profile()}, ["2001:db8:53::1/128"], active="anycast-lo")
-    result, _ = run_module(nm_loopback.main, {"addresses": ADDRS}, host)
+    result, _failed = run_module(nm_loopback.main, {"addresses": ADDRS}, host)
     assert result["changed"] and result["added"] == ["203.0.113.53/32"]
     assert "203.0.113.53/32" in host.lo
     assert not any(c[1:3] == ["connection", "modify"] for c in host.calls)  # the profile was right
@@ -152,7 +152,7 @@ def test_check_mode_reports_without_touching_and_diff_shows_both_sides(run_modul
 
 def test_an_ipv4_only_service_leaves_ipv6_to_networkmanager(run_module):
     host = FakeHost()
-    result, _ = run_module(nm_loopback.main, {"addresses": ["203.0.113.53/32"]}, host)
+    result, _failed = run_module(nm_loopback.main, {"addresses": ["203.0.113.53/32"]}, host)
     assert host.profiles["anycast-lo"]["ipv6.method"] == "auto"
     assert result["addresses"] == ["203.0.113.53/32"]
 
