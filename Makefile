@@ -87,7 +87,7 @@ test: setup lint ## everything: lint, unit, functional, the lab tests and molecu
 	$(BIN)/pytest -q
 
 demo: setup ## bring the lab up, run site.yml on it, print the lab's and the fleet's state (the lab stays up)
-	$(BIN)/ansible-playbook -i inventories/production playbooks/validate.yml
+	$(BIN)/ansible-playbook -i inventories/production --vault-id production@example-vault-password.txt playbooks/validate.yml
 	$(BIN)/anycast-lab up
 	$(BIN)/ansible-playbook -i inventories/lab site.yml
 	$(BIN)/anycast-lab status

@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import REPO, run_playbook
 
 PROD = REPO / "inventories" / "production"
+# The production example's vault opens only with its own vault id (ansible.cfg's example password is the lab's).
+PROD_VAULT = ("--vault-id", f"production@{REPO / 'example-vault-password.txt'}")
 
 
 def broken_copy(tmp_path: Path, relpath: str, old: str, new: str) -> Path:
@@ -27,12 +29,19 @@ def broken_copy(tmp_path: Path, relpath: str, old: str, new: str) -> Path:
 
 
 def test_production_inventory_is_valid_and_no_host_is_contacted():
-    result = run_playbook("playbooks/validate.yml", PROD, "-v")
+    result = run_playbook("playbooks/validate.yml", PROD, "-v", *PROD_VAULT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "inventory OK: 8 servers in 4 PoPs (fra, gru, hkg, tyo)" in result.stdout
     recap = result.stdout.split("PLAY RECAP", 1)[1]
     hosts_in_recap = re.findall(r"^(\S+)\s+:\s+ok=", recap, flags=re.M)
     assert hosts_in_recap == ["localhost"]
+
+
+def test_the_example_password_of_the_lab_never_opens_the_production_vault():
+    result = run_playbook("playbooks/validate.yml", PROD)
+    assert result.returncode != 0
+    assert "vault" in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+    assert "inventory OK" not in result.stdout
 
 
 BROKEN = [
@@ -77,7 +86,7 @@ BROKEN = [
 @pytest.mark.parametrize("relpath,old,new,host,key,value", BROKEN, ids=[f"{b[4]}={b[5]}" for b in BROKEN])
 def test_broken_inventory_fails_naming_host_key_and_value(tmp_path, relpath, old, new, host, key, value):
     inv = broken_copy(tmp_path, relpath, old, new)
-    result = run_playbook("playbooks/validate.yml", inv)
+    result = run_playbook("playbooks/validate.yml", inv, *PROD_VAULT)
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     lines = [line for line in out.splitlines() if key in line and value in line]
@@ -89,7 +98,7 @@ def test_several_problems_are_all_reported(tmp_path):
     inv = broken_copy(tmp_path, "host_vars/hkg2.yml", "asn: 64601", "asn: 0")
     health = inv / "group_vars" / "all" / "health.yml"
     health.write_text(health.read_text().replace("fall: 2", "fall: 0"))
-    result = run_playbook("playbooks/validate.yml", inv)
+    result = run_playbook("playbooks/validate.yml", inv, *PROD_VAULT)
     assert result.returncode != 0
     assert "anycast_upstreams[0](transit).asn = 0" in result.stdout
     assert "anycast_health.fall = 0" in result.stdout
@@ -98,7 +107,7 @@ def test_several_problems_are_all_reported(tmp_path):
 
 def test_site_runs_the_same_validation_first(tmp_path):
     inv = broken_copy(tmp_path, "host_vars/hkg2.yml", "asn: 64601", "asn: 65053")
-    result = run_playbook("site.yml", inv)
+    result = run_playbook("site.yml", inv, *PROD_VAULT)
     assert result.returncode != 0
     assert "anycast_upstreams[0](transit).asn = 65053" in result.stdout
     recap = result.stdout.split("PLAY RECAP", 1)[1]
