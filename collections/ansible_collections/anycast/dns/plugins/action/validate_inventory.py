@@ -10,7 +10,7 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.anycast.dns.plugins.module_utils import _inventory_rules as rules
+from ansible_collections.anycast.dns.plugins.plugin_utils import inventory_rules as rules
 
 ARGUMENT_SPEC = {
     "servers_group": {"type": "str", "default": "anycast_servers"},

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Offline rules for an anycast DNS fleet inventory.
 
-Pure Python (netaddr only): the action plugin ``anycast.dns.validate_inventory``
+Controller-side (plugin_utils), pure Python with netaddr: the action plugin ``anycast.dns.validate_inventory``
 feeds it the variables of every server, and the unit tests call it directly.
 
 Every rule appends ``Problem`` records instead of raising, so one run reports

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from ansible_collections.anycast.dns.plugins.module_utils import _inventory_rules as rules
+from ansible_collections.anycast.dns.plugins.plugin_utils import inventory_rules as rules
 
 COMMON = {
     "anycast_asn": 65053,
