@@ -277,8 +277,8 @@ def test_a_server_changed_by_hand_is_the_only_pop_rolled(converged, tmp_path):
     result = regions.stop()
     report("rolling run, gru1 changed by hand", seconds, result)
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert "PoP gru: rolled (gru1: sysctl_tuning : Apply now each setting the running kernel does not have yet)" \
-        in proc.stdout, proc.stdout[-4000:]
+    why = "gru1: anycast.dns.sysctl_tuning : Apply now each setting the running kernel does not have yet"
+    assert f"PoP gru: rolled ({why})" in proc.stdout, proc.stdout[-4000:]
     assert "rolled gru; left alone, nothing to change and serving: hkg, tyo, fra" in proc.stdout
     assert totals(result)[1] == 0, result
     assert sh("gru1", "sysctl -n net.ipv4.tcp_fin_timeout").stdout.strip() == "10"
