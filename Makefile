@@ -81,7 +81,7 @@ lint: venv ## yamllint, ansible-lint (profile production), ruff
 unit: venv ## unit and functional tests that need no root and no lab
 	$(BIN)/pytest -q -m "not lab"
 
-check: lint unit agents-test collection-check ## the fast tier: lint, unit, the agents on every platform's Python, the collection's own checks (no root, about 10 min)
+check: lint unit agents-test collection-check ## the fast tier: lint, unit, the agents on every platform's Python, the collection's own checks (no root, about 5 min)
 
 test: setup lint ## everything: lint, unit, functional, the lab tests and molecule (as root)
 	$(BIN)/pytest -q
