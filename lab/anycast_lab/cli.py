@@ -8,6 +8,7 @@ import os
 import sys
 
 from . import engine, faults, probe, resolver, routers, supervise
+from .images import SUITES
 from .paths import state_paths
 from .shell import LabError
 from .topology import load
@@ -29,7 +30,9 @@ def _cmd_status(args) -> int:
         print(json.dumps(nodes, indent=1))
     else:
         for node in nodes:
-            print(f"{node['name']:10} {node['kind']:7} {node['state']:9} {node['netns']:14} {node['mgmt'] or '-'}")
+            debian = f"debian{node['debian']}" if node.get("debian") else "-"
+            print(f"{node['name']:10} {node['kind']:7} {node['state']:9} {node['netns']:14} {node['mgmt'] or '-':13} "
+                  f"{debian}")
     return 0 if all(n["state"] == "running" for n in nodes) else 3
 
 
@@ -89,6 +92,12 @@ def _cmd_poweron(args) -> int:
     return 0
 
 
+def _cmd_reimage(args) -> int:
+    took = engine.reimage(load(), args.node, args.debian)
+    print(f"{args.node} re-imaged with Debian {args.debian} and running in {took:.1f} s (fresh disk, same addresses)")
+    return 0
+
+
 def _cmd_silence(args) -> int:
     topo = load()
     if args.off:
@@ -145,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds after which the machine powers on by itself (max %d)" % supervise.MAX_OFF_S)
     pn = sub.add_parser("poweron", help="power a machine on again after poweroff and wait until it runs")
     pn.add_argument("node")
+    ri = sub.add_parser("reimage", help="re-create a server on a Debian release: fresh disk, same name and addresses")
+    ri.add_argument("node")
+    ri.add_argument("--debian", type=int, required=True, choices=sorted(SUITES), help="the release to install")
     si = sub.add_parser("silence", help="make a machine's link silent: carrier up, every frame dropped")
     si.add_argument("node")
     si.add_argument("iface")
@@ -155,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 HANDLERS = {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status, "exec": _cmd_exec, "probe": _cmd_probe,
             "resolve": _cmd_resolve, "reboot": _cmd_reboot, "poweroff": _cmd_poweroff, "poweron": _cmd_poweron,
-            "silence": _cmd_silence, "gen-routers": _cmd_gen_routers}
+            "reimage": _cmd_reimage, "silence": _cmd_silence, "gen-routers": _cmd_gen_routers}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import aptcache, faults, routers, supervise
-from .images import Image, ensure_images
+from .images import Image, ensure_base, ensure_images
 from .paths import PREFIX, ROUTER_CONFIG_DIR, TOPOLOGY_FILE, StatePaths, state_paths
 from .shell import LabError, processes, progress, run
 from .topology import Node, Topology, load
@@ -133,6 +133,7 @@ def leftovers(paths: StatePaths | None = None) -> dict[str, list]:
         "nspawn": sorted(nspawn_pids()),
         "supervisors": sorted(supervisor_pids()),
         "apt_cache": aptcache.running_pids(paths),
+        "cgroups": _cgroups_left(),
     }
 
 
@@ -170,6 +171,7 @@ def down(paths: StatePaths | None = None, *, quiet: bool = False) -> dict[str, l
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.3)
     aptcache.stop(paths)
+    _remove_cgroups()
     for target in sorted(lab_mounts(paths), key=len, reverse=True):
         if run(["umount", target], check=False).returncode != 0:
             run(["umount", "-l", target], check=False)
@@ -208,6 +210,71 @@ def _preflight(topo: Topology) -> None:
             if net.version == 4 and net.overlaps(topo.mgmt_prefix):
                 raise LabError(f"the host already uses {net} on {link['ifname']}, which overlaps the lab's "
                                f"management prefix {topo.mgmt_prefix}; change mgmt.prefix in lab/topology.yml")
+
+
+# The machines' systemd runs on a unified cgroup hierarchy (cgroup2), each machine in a cgroup of its
+# own (lab_cgroup()/<node>), also where the host itself uses cgroup v1 (this one does). Measured in
+# the lab: with every machine in the caller's cgroup tree (v1, or cgroup2 without a cgroup each),
+# the machines' units share cgroups (one system.slice/knot.service for all), Debian 13's systemd 257
+# hangs for minutes when it shuts down (a reboot did not finish in 5 min; 1.2-2.8 s now), and systemd
+# sometimes failed to spawn a unit right after a daemon-reload ("219/CGROUP"), which production
+# roles retried. ANYCAST_LAB_CGROUP=legacy boots the machines the old way, to compare.
+CGROUP2_MOUNT = Path("/sys/fs/cgroup/unified")
+
+
+def cgroup_mode() -> str:
+    return "legacy" if os.environ.get("ANYCAST_LAB_CGROUP") == "legacy" else "unified"
+
+
+def _cgroup2_root() -> Path | None:
+    """The host's cgroup2 hierarchy: /sys/fs/cgroup itself, or /sys/fs/cgroup/unified (hybrid)."""
+    for path in (Path("/sys/fs/cgroup"), CGROUP2_MOUNT):
+        if run(["stat", "-f", "-c", "%T", str(path)], check=False).stdout.strip() == "cgroup2fs":
+            return path
+    return None
+
+
+def lab_cgroup() -> Path | None:
+    """Where each machine gets a cgroup of its own (<root>/anycast-lab/<node>), if the host has cgroup2."""
+    root = _cgroup2_root()
+    return root / "anycast-lab" if root else None
+
+
+def _cgroups_left() -> list[str]:
+    top = lab_cgroup()
+    return [str(top)] if top is not None and top.is_dir() else []
+
+
+def _remove_cgroups(node: str | None = None) -> None:
+    """The machines' cgroups (or one machine's), deepest first: a cgroup goes once its processes
+    are gone."""
+    top = lab_cgroup()
+    if top is None or not top.is_dir():
+        return
+    if node is not None:
+        top = top / node
+        if not top.is_dir():
+            return
+    for directory in sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+    with contextlib.suppress(OSError):
+        top.rmdir()
+
+
+def _ensure_cgroup2() -> None:
+    """A cgroup2 hierarchy on the host for the machines: /sys/fs/cgroup itself, or a cgroup2 mount
+    at /sys/fs/cgroup/unified (systemd's hybrid layout), mounted here when the host has neither."""
+    if cgroup_mode() != "unified" or _cgroup2_root() is not None:
+        return
+    try:
+        CGROUP2_MOUNT.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise LabError(f"the host has no cgroup2 hierarchy and {CGROUP2_MOUNT} cannot be made ({exc}); "
+                       "set ANYCAST_LAB_CGROUP=legacy to boot the machines on cgroup v1 (Debian 13 will not "
+                       "shut down cleanly there)") from exc
+    run(["mount", "-t", "cgroup2", "cgroup2", str(CGROUP2_MOUNT)])
+    progress(f"mounted a cgroup2 hierarchy at {CGROUP2_MOUNT} for the machines' systemd")
 
 
 # Each booted machine runs its own systemd, which needs inotify instances of the host's budget.
@@ -363,6 +430,13 @@ def _start_machine(topo: Topology, node: Node, image: Image, paths: StatePaths, 
     # /proc/sys/net writable inside (sysctl of the machine's own namespace), the rest of /proc/sys read-only.
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
                SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
+    if cgroup_mode() == "unified":
+        env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
+        # Each machine in a cgroup of its own: with --keep-unit, nspawn makes the machine's cgroup
+        # namespace below its own cgroup, which the machines would otherwise all share.
+        cgroup = lab_cgroup() / node.name
+        cgroup.mkdir(parents=True, exist_ok=True)
+        env[supervise.CGROUP_ENV] = str(cgroup)
     proc = subprocess.Popen(
         [sys.executable, "-m", supervise.MARK, node.name, node.netns, "--state", str(base), "--", *nspawn],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
@@ -442,8 +516,26 @@ def _write_vantage(topo: Topology, paths: StatePaths) -> None:
 
 def _write_state(topo: Topology, paths: StatePaths, images: dict[str, Image]) -> None:
     state = {"topology": topo.name, "digest": _lab_digest(), "started": time.time(),
-             "images": {k: str(v.path) for k, v in images.items()}, "ssh_key": str(paths.ssh_key)}
+             "images": {k: str(v.path) for k, v in images.items()}, "ssh_key": str(paths.ssh_key),
+             "debian": {n.name: n.debian for n in topo.machines()}}
     paths.state_file.write_text(json.dumps(state, indent=1))
+
+
+def _read_state(paths: StatePaths) -> dict:
+    try:
+        return json.loads(paths.state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def running_releases(topo: Topology, paths: StatePaths | None = None) -> dict[str, int]:
+    """The Debian release each machine runs now: the topology's, or another one after `reimage`."""
+    recorded = _read_state(paths or state_paths()).get("debian", {})
+    return {n.name: int(recorded.get(n.name, n.debian)) for n in topo.machines()}
+
+
+def _image_for(images: dict[str, Image], node: Node) -> Image:
+    return images["router"] if node.kind == "router" else images[f"server{node.debian}"]
 
 
 def up(topo: Topology | None = None, paths: StatePaths | None = None) -> float:
@@ -454,13 +546,19 @@ def up(topo: Topology | None = None, paths: StatePaths | None = None) -> float:
     _preflight(topo)
     if _running_lab_is_current(topo, paths):
         progress("the lab is already up, every node is running and its topology is unchanged; nothing to do")
+        moved = {name: rel for name, rel in running_releases(topo, paths).items() if rel != topo.nodes[name].debian}
+        if moved:
+            progress("re-imaged since: " + ", ".join(f"{name} runs Debian {rel} (topology: {topo.nodes[name].debian})"
+                                                     for name, rel in sorted(moved.items()))
+                     + "; 'anycast-lab down' then 'up' to start over from the topology")
         _write_vantage(topo, paths)
         return time.monotonic() - started
     if any(leftovers(paths).values()):
         progress("removing a stale lab first")
         down(paths)
-    images = ensure_images(paths)
+    images = ensure_images(paths, {n.debian for n in topo.of_kind("server")})
     _raise_host_limits()
+    _ensure_cgroup2()
     paths.run.mkdir(parents=True, exist_ok=True)
     paths.machines.mkdir(parents=True, exist_ok=True)
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "anycast-lab", "-f", str(paths.ssh_key)])
@@ -471,8 +569,7 @@ def up(topo: Topology | None = None, paths: StatePaths | None = None) -> float:
     aptcache.start(paths, topo)
     progress(f"starting {len(topo.machines())} machines")
     for node in topo.machines():
-        image = images["router" if node.kind == "router" else "server"]
-        _start_machine(topo, node, image, paths, pubkey)
+        _start_machine(topo, node, _image_for(images, node), paths, pubkey)
     _wait_booted(topo)
     _write_vantage(topo, paths)
     _write_state(topo, paths, images)
@@ -487,6 +584,7 @@ def up(topo: Topology | None = None, paths: StatePaths | None = None) -> float:
 
 def status(topo: Topology | None = None) -> list[dict]:
     topo = topo or load()
+    releases = running_releases(topo)
     pids = nspawn_pids()
     namespaces = set(lab_netns())
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -499,7 +597,8 @@ def status(topo: Topology | None = None) -> list[dict]:
         if node.netns not in namespaces:
             state = "stopped"
         out.append({"name": node.name, "kind": node.kind, "role": node.role, "city": node.city,
-                    "netns": node.netns, "mgmt": str(node.mgmt) if node.mgmt else None, "state": state})
+                    "netns": node.netns, "mgmt": str(node.mgmt) if node.mgmt else None, "state": state,
+                    "debian": releases.get(node.name)})
     return out
 
 
@@ -599,3 +698,50 @@ def poweron(topo: Topology, name: str, paths: StatePaths | None = None, timeout:
     if marker.exists():
         marker.unlink()
     return _wait_running(node, None, started, timeout, "power-on")
+
+
+def reimage(topo: Topology, name: str, release: int, paths: StatePaths | None = None,
+            timeout: float = BOOT_TIMEOUT_S) -> float:
+    """Re-create the server NAME on Debian RELEASE: the machine is shut down, its disk (the overlay's
+    upper layer) thrown away, and a fresh machine booted from the release's base image with the same
+    name, addresses, links and SSH key, as a data centre re-images a server. Nothing of the old
+    disk survives (packages, configs, the drain flag). Returns the seconds it took."""
+    paths = paths or state_paths()
+    node, pid = _running_machine(topo, name)
+    if node.kind != "server":
+        raise LabError(f"{name} is a {node.kind}; only servers are re-imaged (the routers all run one image)")
+    started = time.monotonic()
+    image = ensure_base(paths, release)  # the base alone: the routers' layers stay as they are
+    progress(f"re-imaging {name}: Debian {running_releases(topo, paths)[name]} -> {release}, a fresh disk")
+    # The supervisor first, so that it does not boot the old disk again; then the machine.
+    supervisor = supervisor_pids().get(name)
+    if supervisor:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisor, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while nspawn_pids().get(name) == pid and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if nspawn_pids().get(name) == pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    base = paths.machines / name
+    root = base / "root"
+    if run(["umount", str(root)], check=False).returncode != 0:
+        run(["umount", "-l", str(root)], check=False)
+    for sub in ("upper", "work", "root"):
+        shutil.rmtree(base / sub, ignore_errors=True)
+    _remove_cgroups(name)
+    for iface in faults.silenced(topo, name):
+        faults.restore(topo, name, iface)
+    supervise.reset_volatile_network(node.netns)
+    pubkey = paths.ssh_key.with_suffix(".pub").read_text()
+    _start_machine(topo, node, image, paths, pubkey)
+    state = _read_state(paths)
+    state.setdefault("debian", {})[name] = release
+    paths.state_file.write_text(json.dumps(state, indent=1))
+    _wait_running(node, pid, started, timeout, "re-image")
+    took = time.monotonic() - started
+    progress(f"{name} runs Debian {release} on a fresh disk ({took:.0f} s); converge it with the roles")
+    return took

@@ -1,8 +1,8 @@
-"""The machine images: a Debian 12 base made with debootstrap, a router layer with FRR and a
-resolver layer with Unbound.
+"""The machine images: a Debian base per release (12 bookworm, 13 trixie) made with debootstrap,
+a router layer with FRR and a resolver layer with Unbound (both over the Debian 12 base).
 
-Each image lives in a directory named after the hash of its recipe, so an image is rebuilt
-exactly when its recipe changes. The router and resolver images are overlay layers over the base.
+Each image lives in a directory named after its release and the hash of its recipe, so an image is
+rebuilt exactly when its recipe changes. The router and resolver images are overlay layers over a base.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from pathlib import Path
 from .paths import StatePaths
 from .shell import LabError, progress, run
 
-SUITE = "bookworm"
+# Debian releases the lab can boot, by major version. The routers and the resolver stay on
+# ROUTER_RELEASE (the Internet is not ours to upgrade); servers name theirs in the topology.
+SUITES = {12: "bookworm", 13: "trixie"}
+ROUTER_RELEASE = 12
 BASE_INCLUDE = ["systemd-sysv", "dbus", "apt-utils", "ca-certificates"]
 # What a freshly installed Debian server has, for Ansible to manage over SSH.
 BASE_PACKAGES = [
@@ -70,8 +73,8 @@ def _recipe_hash(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def base_recipe(mirror: str) -> dict:
-    return {"suite": SUITE, "include": BASE_INCLUDE, "packages": BASE_PACKAGES, "mirror": mirror,
+def base_recipe(mirror: str, release: int) -> dict:
+    return {"suite": SUITES[release], "include": BASE_INCLUDE, "packages": BASE_PACKAGES, "mirror": mirror,
             "nm": NM_CONF, "masked": MASKED_UNITS, "version": RECIPE_VERSION}
 
 
@@ -94,20 +97,34 @@ def _prune_old(images_dir: Path, prefix: str, keep: str) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def ensure_base(paths: StatePaths) -> Image:
+def _check_release(release: int) -> str:
+    if release not in SUITES:
+        known = ", ".join(f"{number} ({suite})" for number, suite in SUITES.items())
+        raise LabError(f"Debian {release} is not a release the lab can build; it knows {known}")
+    return SUITES[release]
+
+
+def ensure_base(paths: StatePaths, release: int = ROUTER_RELEASE) -> Image:
+    """The base image of Debian RELEASE (12 or 13), built once per recipe."""
+    suite = _check_release(release)
     mirror = host_mirror()
-    digest = _recipe_hash(base_recipe(mirror))
-    final = paths.images / f"base-{digest}"
+    recipe = base_recipe(mirror, release)
+    name = f"base{release}"
+    digest = _recipe_hash(recipe)
+    final = paths.images / f"{name}-{digest}"
+    legacy = paths.images / f"base-{digest}"  # the same recipe, built before images named their release
+    if (legacy / ".complete").exists() and not final.exists():
+        legacy.rename(final)
     if (final / ".complete").exists():
-        return Image("base", final, (final,))
+        return Image(name, final, (final,))
     paths.images.mkdir(parents=True, exist_ok=True)
-    tmp = paths.images / f"base-{digest}.building"
+    tmp = paths.images / f"{name}-{digest}.building"
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.monotonic()
-    progress(f"building the Debian {SUITE} base image from {mirror} (debootstrap, a few minutes, once)")
-    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_INCLUDE), SUITE, str(tmp), mirror],
+    progress(f"building the Debian {release} ({suite}) base image from {mirror} (debootstrap, a few minutes, once)")
+    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_INCLUDE), suite, str(tmp), mirror],
         timeout=1800)
-    (tmp / "etc/apt/sources.list").write_text(f"deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\n")
+    (tmp / "etc/apt/sources.list").write_text(f"deb {mirror} {suite} main\ndeb {mirror} {suite}-updates main\n")
     progress("base image: installing " + " ".join(BASE_PACKAGES))
     _nspawn_run(tmp, "apt-get", "install", "-y", "-q", "--no-install-recommends", *BASE_PACKAGES)
     _nspawn_run(tmp, "apt-get", "clean")
@@ -120,11 +137,12 @@ def ensure_base(paths: StatePaths) -> Image:
     for path in ("etc/hostname", "etc/machine-id", "var/lib/dbus/machine-id"):
         (tmp / path).unlink(missing_ok=True)
     (tmp / "etc/machine-id").write_text("")  # a fresh id per boot, per machine
-    (tmp / ".complete").write_text(json.dumps(base_recipe(mirror), indent=1))
+    (tmp / ".complete").write_text(json.dumps(recipe, indent=1))
     tmp.rename(final)
-    _prune_old(paths.images, "base", final.name)
-    progress(f"base image ready in {time.monotonic() - started:.0f} s")
-    return Image("base", final, (final,))
+    _prune_old(paths.images, name, final.name)
+    _prune_old(paths.images, "base", "")  # images of recipe 3 and older, named base-<hash>
+    progress(f"Debian {release} base image ready in {time.monotonic() - started:.0f} s")
+    return Image(name, final, (final,))
 
 
 def _ensure_layer(paths: StatePaths, base: Image, name: str, recipe: dict, packages: list[str], *,
@@ -173,9 +191,14 @@ def ensure_resolver(paths: StatePaths, base: Image) -> Image:
                          masked=("unbound.service", "unbound-resolvconf.service"))
 
 
-def ensure_images(paths: StatePaths) -> dict[str, Image]:
+def ensure_images(paths: StatePaths, server_releases: set[int]) -> dict[str, Image]:
+    """Every image a lab needs: "server12", "server13" (the releases its servers run), "router",
+    "resolver"."""
     missing = [tool for tool in ("debootstrap", "systemd-nspawn") if shutil.which(tool) is None]
     if missing:
         raise LabError(f"missing {', '.join(missing)}: run 'make setup' as root")
-    base = ensure_base(paths)
-    return {"server": base, "router": ensure_router(paths, base), "resolver": ensure_resolver(paths, base)}
+    router_base = ensure_base(paths, ROUTER_RELEASE)
+    images = {"router": ensure_router(paths, router_base), "resolver": ensure_resolver(paths, router_base)}
+    for release in sorted(server_releases):
+        images[f"server{release}"] = router_base if release == ROUTER_RELEASE else ensure_base(paths, release)
+    return images

@@ -50,7 +50,10 @@ def scaled_topology(extra: int, source: Path = LAB_DIR / "topology.yml") -> tupl
     prefix = ipaddress.IPv4Network(data["mgmt"]["prefix"])
     new = extra_names(data, extra)
     for i, (name, pop) in enumerate(new):
-        data["nodes"][name] = {"kind": "server", "city": pop, "mgmt": str(prefix.network_address + MGMT_FIRST + i)}
+        # An extra server runs the release of its PoP's first server.
+        debian = data["nodes"][f"{pop}1"]["debian"]
+        data["nodes"][name] = {"kind": "server", "city": pop, "mgmt": str(prefix.network_address + MGMT_FIRST + i),
+                               "debian": debian}
         data["links"].append([f"tr-{pop}", name])
     return data, new
 

@@ -27,6 +27,7 @@ import time
 
 REBOOT_STATUS = 133
 MARK = "anycast_lab.supervise"
+CGROUP_ENV = "ANYCAST_LAB_CGROUP_DIR"  # the machine's own cgroup2 directory, set by the engine
 POWERED_OFF = "powered-off"
 MAX_OFF_S = 600
 
@@ -74,6 +75,13 @@ def main(argv: list[str]) -> int:
         return 2
     node, netns, nspawn = argv[0], argv[1], argv[3:]
     marker = os.path.join(state_dir, POWERED_OFF) if state_dir else None
+    cgroup = os.environ.get(CGROUP_ENV)
+    if cgroup:
+        # Into the machine's own cgroup before nspawn starts: nspawn makes the machine's cgroup
+        # namespace there, so no two machines' systemd ever share a cgroup (a unit's cgroup that
+        # never empties, a stop that kills another machine's processes).
+        with open(os.path.join(cgroup, "cgroup.procs"), "w", encoding="utf-8") as fh:
+            fh.write(str(os.getpid()))
     boots = 0
     while True:
         boots += 1

@@ -13,6 +13,8 @@ from .paths import PREFIX, TOPOLOGY_FILE
 from .shell import LabError
 
 KINDS = ("server", "router", "client")
+DEBIAN_RELEASES = (12, 13)  # what lab/anycast_lab/images.py can build
+ROUTER_RELEASE = 12  # the lab's routers all run one image
 FIBRE_KM_PER_MS = 200.0
 MIN_LATENCY_MS = 0.1
 
@@ -38,6 +40,7 @@ class Node:
     rid: int | None = None
     mgmt: ipaddress.IPv4Address | None = None
     clients: str | None = None
+    debian: int | None = None  # the Debian release a machine boots (None for a client namespace)
     interfaces: list[Interface] = field(default_factory=list)
 
     @property
@@ -158,6 +161,25 @@ def _host(net, number):
     return net.network_address + number
 
 
+def _debian(name: str, kind: str, spec: dict) -> int | None:
+    """The Debian release of a machine: servers must name theirs (12 or 13), routers run ROUTER_RELEASE."""
+    if kind == "client":
+        if "debian" in spec:
+            raise LabError(f"topology: node {name}: a client is a namespace, not a machine; it has no 'debian'")
+        return None
+    if kind == "router":
+        release = spec.get("debian", ROUTER_RELEASE)
+        if release != ROUTER_RELEASE:
+            raise LabError(f"topology: node {name}: debian {release!r}: the lab's routers all run Debian "
+                           f"{ROUTER_RELEASE}")
+        return release
+    release = spec.get("debian")
+    if release not in DEBIAN_RELEASES:
+        raise LabError(f"topology: node {name}: debian {release!r}: a server names its Debian release, one of "
+                       f"{', '.join(map(str, DEBIAN_RELEASES))}")
+    return release
+
+
 def load(path: Path = TOPOLOGY_FILE) -> Topology:
     data = yaml.safe_load(path.read_text())
     cities = data["cities"]
@@ -171,7 +193,7 @@ def load(path: Path = TOPOLOGY_FILE) -> Topology:
         if len(PREFIX + name) > 15:
             raise LabError(f"topology: node name {name!r} is too long for a kernel interface name")
         nodes[name] = Node(name=name, kind=kind, city=spec["city"], role=spec.get("role"), asn=spec.get("asn"),
-                           rid=spec.get("id"), clients=spec.get("clients"),
+                           rid=spec.get("id"), clients=spec.get("clients"), debian=_debian(name, kind, spec),
                            mgmt=ipaddress.IPv4Address(spec["mgmt"]) if spec.get("mgmt") else None)
 
     def next_ifname(node: Node) -> str:

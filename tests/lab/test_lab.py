@@ -27,6 +27,27 @@ def test_status_json_every_node_running(lab_up):
     assert nodes["hkg1"]["mgmt"] == "198.18.0.11"
 
 
+def test_every_machine_runs_its_release_on_cgroup2(lab_up):
+    """The mixed fleet of the topology (servers on Debian 12 and 13, routers on 12), every machine's
+    systemd on a unified cgroup hierarchy."""
+    nodes = {n["name"]: n for n in status()}
+    for node in TOPO.machines():
+        assert nodes[node.name]["debian"] == node.debian, nodes[node.name]
+    for name in ("hkg1", "tyo1", "primary1", "bb-fra"):
+        out = lab_cli("exec", name, "--", "sh", "-c", "cut -d. -f1 /etc/debian_version; stat -f -c %T /sys/fs/cgroup")
+        assert out.stdout.split() == [str(TOPO.nodes[name].debian), "cgroup2fs"], (name, out.stdout)
+    assert "systemd 257" in lab_cli("exec", "tyo1", "--", "systemctl", "--version").stdout
+    # Each machine in a cgroup of its own: one journald cgroup per machine, under the machine's name.
+    journals = {}
+    for pid in subprocess.run(["pgrep", "-x", "systemd-journal"], capture_output=True, text=True,
+                              check=False).stdout.split():
+        cgroup = next(line for line in open(f"/proc/{pid}/cgroup", encoding="utf-8") if line.startswith("0::"))
+        journals[cgroup.strip()] = pid
+    machines = {m.name for m in TOPO.machines()}
+    owners = {path.split("/")[2] for path in journals if path.startswith("0::/anycast-lab/")}
+    assert owners == machines and len(journals) >= len(machines), sorted(journals)
+
+
 def test_up_again_is_idempotent(lab_up):
     proc = lab_cli("up", timeout=300)
     assert "nothing to do" in proc.stderr
@@ -174,3 +195,13 @@ def test_each_region_reaches_its_geographically_nearest_pop(test_prefix_from_eve
             break
         time.sleep(2)
     assert {k: v for k, v in reached.items() if v != nearest[k[0]]} == {}
+
+
+def test_reimage_refuses_what_it_cannot_do_and_touches_nothing(lab_up):
+    router = lab_cli("reimage", "bb-fra", "--debian", "12", check=False)
+    assert router.returncode == 1 and "bb-fra is a router; only servers are re-imaged" in router.stderr
+    unknown = lab_cli("reimage", "nosuch", "--debian", "13", check=False)
+    assert unknown.returncode == 1 and "'nosuch' is not a machine of the lab" in unknown.stderr
+    release = lab_cli("reimage", "hkg1", "--debian", "11", check=False)
+    assert release.returncode == 2 and "invalid choice: 11" in release.stderr
+    assert all(n["state"] == "running" for n in status())

@@ -176,3 +176,30 @@ def test_monitoring_node_is_a_stub_customer_of_the_frankfurt_backbone():
     # The PoP servers have BGP of their own: no default route from the engine for them.
     assert TOPO.gateway_of(TOPO.nodes["fra1"]) is None
     assert TOPO.gateway_of(TOPO.nodes["cl-lon"]).node == "isp-lon"
+
+
+def test_the_lab_runs_a_mixed_fleet_and_every_machine_names_its_release():
+    servers = {n.name: n.debian for n in TOPO.of_kind("server")}
+    pops = {n.city for n in TOPO.of_kind("server") if n.role is None}
+    on13 = {n.city for n in TOPO.of_kind("server") if n.role is None and n.debian == 13}
+    assert len(on13) >= 2 and pops - on13, servers  # at least two PoPs on 13, at least one on 12
+    assert servers["primary1"] == 13
+    assert {n.debian for n in TOPO.of_kind("router")} == {12}
+    assert all(n.debian is None for n in TOPO.of_kind("client"))
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"kind": "server", "city": "fra"}, "node x1: debian None: a server names its Debian release, one of 12, 13"),
+    ({"kind": "server", "city": "fra", "debian": 11}, "node x1: debian 11: a server names its Debian release"),
+    ({"kind": "router", "city": "fra", "debian": 13}, "node x1: debian 13: the lab's routers all run Debian 12"),
+    ({"kind": "client", "city": "fra", "debian": 12}, "node x1: a client is a namespace, not a machine"),
+])
+def test_a_bad_release_in_the_topology_names_the_node_and_the_value(tmp_path, spec, message):
+    from anycast_lab.shell import LabError  # noqa: PLC0415
+
+    data = yaml.safe_load((REPO / "lab/topology.yml").read_text())
+    data["nodes"]["x1"] = spec
+    path = tmp_path / "topology.yml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(LabError, match=re.escape(message)):
+        load(path)

@@ -11,7 +11,8 @@ from anycast_lab.shell import LabError
 def test_extra_servers_go_to_the_pops_in_turn_after_their_own():
     data, new = scale.scaled_topology(6)
     assert new == [("hkg3", "hkg"), ("tyo2", "tyo"), ("fra2", "fra"), ("gru2", "gru"), ("hkg4", "hkg"), ("tyo3", "tyo")]
-    assert data["nodes"]["fra2"] == {"kind": "server", "city": "fra", "mgmt": "198.18.0.102"}
+    assert data["nodes"]["fra2"] == {"kind": "server", "city": "fra", "mgmt": "198.18.0.102", "debian": 13}
+    assert data["nodes"]["hkg3"]["debian"] == 12
     assert ["tr-fra", "fra2"] in data["links"]
 
 
