@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write each role's variable table into its README from meta/argument_specs.yml.
+"""Write each role's variable table into its README from meta/argument_specs.yml, with the
+platforms that meta/main.yml lists (the platforms the lab tests).
 
 The table goes between the markers below (added after the README's text when missing); every
 option of the `main` entry point is a row (type, default, description), and the options of a dict
@@ -67,10 +68,24 @@ def rows(options: dict, prefix: str = "") -> list[str]:
     return out
 
 
+DEBIAN_MAJOR = {"bookworm": 12, "trixie": 13}
+
+
+def platforms(role: Path) -> str:
+    """The platforms of meta/main.yml, as a sentence."""
+    meta = yaml.safe_load((role / "meta" / "main.yml").read_text())
+    parts = []
+    for platform in meta["galaxy_info"].get("platforms", []):
+        versions = [f"{v} ({DEBIAN_MAJOR[v]})" if v in DEBIAN_MAJOR else str(v) for v in platform["versions"]]
+        parts.append(f"{platform['name']} {', '.join(versions)}")
+    return "; ".join(parts)
+
+
 def table(role: Path) -> str:
     specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+    head = [f"Platforms (meta/main.yml; the lab runs each one): {platforms(role)}.", ""]
     header = ["| Variable | Type | Default | Meaning |", "|---|---|---|---|"]
-    lines = [BEGIN, *header, *rows(specs.get("options", {})), END]
+    lines = [BEGIN, *head, *header, *rows(specs.get("options", {})), END]
     return "\n".join(lines)
 
 
