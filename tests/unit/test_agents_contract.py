@@ -53,6 +53,7 @@ def test_the_modules_read_the_state_the_daemon_writes():
     assert _health.STATE_SCHEMA == statefile.SCHEMA
     assert _health.HEALTH_COMMAND == paths.HEALTH_COMMAND == doc_default(drain, "command")
     assert _health.HEALTH_STATE == paths.HEALTH_STATE_FILE == doc_default(node_status, "health_state")
+    assert _health.DRAIN_FLAG == paths.DRAIN_FLAG == doc_default(drain, "flag")
     written = statefile.document(1.0, None, {}, __version__)
     assert _health.schema_problem(written, "state.json") is None
     assert "schema 0" in _health.schema_problem(dict(written, schema=0), "state.json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 HEALTH_COMMAND = "/usr/local/sbin/anycast-health"
 HEALTH_STATE = "/run/anycast-health/state.json"
+DRAIN_FLAG = "/var/lib/anycast-health/drain"  # kept across reboots; the agents' paths.DRAIN_FLAG
 # The state.json schema these modules read (anycast_agents.state.SCHEMA).
 STATE_SCHEMA = 1
 

@@ -19,6 +19,9 @@ description:
   - O(state=undrained) removes the flag and returns once both families are announced again; it fails,
     naming the reason per family, when the checks fail or damping holds a family down.
   - A node already in the requested state is left alone (changed false); undrained is still verified.
+  - With O(before_install=true), a server that has no C(anycast-health) yet (freshly installed or
+    re-imaged) gets the drain flag written directly, so that it joins the fleet drained; frr_bgp then
+    renders C(bgp graceful-shutdown), the daemon starts withdrawn, and only O(state=undrained) announces it.
 options:
   state:
     description: Whether the node is to be drained or to announce again.
@@ -34,6 +37,16 @@ options:
     description: The C(anycast-health) command on the node.
     type: path
     default: /usr/local/sbin/anycast-health
+  before_install:
+    description:
+      - Only with O(state=drained). Where O(command) does not exist yet, write the drain flag O(flag)
+        (marked withdrawn) instead of failing. Where C(anycast-health) is installed, this changes nothing.
+    type: bool
+    default: false
+  flag:
+    description: The drain flag that C(anycast-health) keeps across restarts (used with O(before_install)).
+    type: path
+    default: /var/lib/anycast-health/drain
 attributes:
   check_mode:
     support: full
@@ -58,6 +71,11 @@ EXAMPLES = r"""
 - name: Announce again
   anycast.dns.drain:
     state: undrained
+
+- name: Keep a re-imaged server drained before the roles install anything
+  anycast.dns.drain:
+    state: drained
+    before_install: true
 """
 
 RETURN = r"""
@@ -79,6 +97,9 @@ output:
 """
 
 import json
+import os
+import tempfile
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -96,12 +117,38 @@ def summary(state):
     return families, drain
 
 
+def join_drained(module, flag):
+    """No anycast-health on this node yet: write the drain flag so that the node joins drained."""
+    exists = os.path.exists(flag)
+    diff = {"before": {"drained": exists}, "after": {"drained": True}}
+    now = time.time()
+    drain = {"since": now, "wait": 0.0, "withdrawn_at": now,
+             "why": "set before anycast-health was installed: the server joins drained"}
+    if exists or module.check_mode:
+        module.exit_json(changed=not exists, families={}, drain=None if not exists else {"flag": flag}, diff=diff)
+    directory = os.path.dirname(flag)
+    try:
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".drain.")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(drain) + "\n")
+        os.chmod(tmp, 0o644)
+    except OSError as exc:
+        module.fail_json(msg="cannot write the drain flag %s: %s" % (flag, exc))
+    module.atomic_move(tmp, flag)
+    module.exit_json(changed=True, families={}, drain=dict(drain, withdrawn_after=0.0), diff=diff,
+                     output="drain flag written before anycast-health was installed")
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
             "state": {"type": "str", "required": True, "choices": ["drained", "undrained"]},
             "wait": {"type": "float"},
             "command": {"type": "path", "default": _health.HEALTH_COMMAND},
+            "before_install": {"type": "bool", "default": False},
+            "flag": {"type": "path", "default": _health.DRAIN_FLAG},
         },
         supports_check_mode=True,
     )
@@ -123,6 +170,11 @@ def main():
         if problem:
             module.fail_json(msg=problem, stdout=out)
         return state
+
+    if p["before_install"] and p["state"] != "drained":
+        module.fail_json(msg="before_install applies to state=drained only, not state=%s" % p["state"])
+    if p["before_install"] and not os.path.exists(p["command"]):
+        join_drained(module, p["flag"])
 
     # A node on anycast_health_profile seed002 has no daemon: its state file would be stale.
     systemctl = module.get_bin_path("systemctl")

@@ -87,3 +87,34 @@ def test_a_status_of_another_schema_is_refused(run_module):
     node = Node(json.dumps({"families": {}}))
     result, failed = run_module(drain.main, {"state": "drained"}, node)
     assert failed and "schema None" in result["msg"] and [c[1] for c in node.calls] == ["status"]
+
+
+def _no_daemon(argv):
+    raise AssertionError(f"nothing is to be run on a node without anycast-health: {argv}")
+
+
+def test_a_fresh_node_joins_drained_before_anything_is_installed(run_module, tmp_path):
+    flag = tmp_path / "var/lib/anycast-health/drain"
+    args = {"state": "drained", "before_install": True, "flag": str(flag), "command": str(tmp_path / "absent")}
+    result, failed = run_module(drain.main, args, _no_daemon, check_mode=True)
+    assert not failed and result["changed"] and not flag.exists()
+    result, failed = run_module(drain.main, args, _no_daemon, diff=True, tmpdir=str(tmp_path))
+    assert not failed and result["changed"]
+    assert result["diff"] == {"before": {"drained": False}, "after": {"drained": True}}
+    written = json.loads(flag.read_text())
+    # What the daemon reads: drained and already withdrawn, so that it never announces before an undrain.
+    assert written["withdrawn_at"] == written["since"] and written["wait"] == 0.0
+    result, failed = run_module(drain.main, args, _no_daemon)
+    assert not failed and not result["changed"] and json.loads(flag.read_text()) == written
+
+
+def test_before_install_changes_nothing_where_the_daemon_runs_and_refuses_an_undrain(run_module, tmp_path):
+    command = tmp_path / "anycast-health"
+    command.write_text("")
+    node = Node(state(False, True), state(True, False, withdrawn_at=101.0))
+    result, failed = run_module(drain.main, {"state": "drained", "before_install": True, "command": str(command),
+                                             "flag": str(tmp_path / "drain")}, node)
+    assert not failed and result["changed"] and [str(command), "drain"] in node.calls
+    assert not (tmp_path / "drain").exists()  # the daemon's own drain, not the flag written by the module
+    result, failed = run_module(drain.main, {"state": "undrained", "before_install": True}, _no_daemon)
+    assert failed and "state=drained only" in result["msg"]
