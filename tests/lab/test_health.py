@@ -114,7 +114,12 @@ def through(fault: str, command: str, duration: float, undo: str | None = None) 
     return s
 
 
-def report(fault: str, s: dict) -> None:
+# Longest client outage per (node, fault), for the side-by-side table of the last test.
+OUTAGES: dict[tuple[str, str], float] = {}
+
+
+def report(fault: str, s: dict, node: str = NODE) -> None:
+    OUTAGES[(node, fault)] = s["outage_ms"]
     print(f"\n[health] {fault}: longest client outage {s['outage_ms']:.0f} ms; sent {s['sent']}, "
           f"lost {s['lost']}, rcodes {s['rcodes']}; answered by {' -> '.join(s['sequence'])}")
 
@@ -356,3 +361,63 @@ def test_profile_seed002_runs_the_seeds_recipe_and_goes_back(steady):
     assert sh(NODE, "systemctl is-active anycast-health", check=False).stdout.strip() == "active"
     assert sh(NODE, "ls /etc/systemd/system/knot.service.d/").stdout.strip() == "anycast-health.conf"
     assert wait_for(lambda: announced(NODE) and at_router(4) and at_router(6), 60, 0.5), health(NODE)
+
+
+# The same core faults on a Debian 12 PoP server: gru1 (Knot 3.2, FRR 8.4, keepalived 2.2), whose
+# only client region is São Paulo's, against fra1 (Debian 13) above.
+OLD = {"node": "gru1", "client": "cl-gru", "router": "tr-gru"}
+OLD_ADDR = {fam: ours for server, _, router, fam, ours in sessions()
+            if server == OLD["node"] and router == OLD["router"]}
+SIDE_BY_SIDE = ["Knot killed (SIGKILL)", "Knot hung (SIGSTOP)", "node powered off"]
+
+
+def debian(node: str) -> int:
+    return int(sh(node, "cut -d. -f1 /etc/debian_version").stdout.strip())
+
+
+def test_the_core_faults_on_debian_12_keep_the_same_budgets(converged):
+    """Knot killed, Knot hung and the node powered off on gru1 (Debian 12), with the budgets the
+    tests above hold fra1 (Debian 13) to; the figures of both, side by side."""
+    node, client, router = OLD["node"], OLD["client"], OLD["router"]
+    assert debian(node) == 12 and debian(NODE) == 13
+
+    def upstream_has_it() -> bool:
+        return all(received(router, fam, OLD_ADDR[fam]) for fam in (4, 6))
+
+    def steady_old() -> None:
+        sh(node, "systemctl restart anycast-health")
+        assert wait_for(lambda: announced(node) and upstream_has_it(), 90, 0.5), health(node)
+
+    def fault(name: str, duration: float, act, undo=None) -> dict:
+        steady_old()
+        p = Probe(duration=duration, client=client)
+        p.wait_started(2)
+        act()
+        try:
+            s = p.result()
+        finally:
+            if undo:
+                undo()
+        report(name, s, node=node)
+        assert s["first"] == node and s["sequence"][1:2] != [node], s["sequence"]
+        return s
+
+    s = fault("Knot killed (SIGKILL)", 6, lambda: sh(node, "pkill -KILL -x knotd"))
+    assert s["outage_ms"] <= 500, s
+
+    def hang() -> None:
+        sh(node, "pkill -STOP -x knotd")
+        assert wait_for(lambda: not upstream_has_it(), 5, 0.2), f"{node} still announces with Knot stopped"
+
+    s = fault("Knot hung (SIGSTOP)", 7, hang, undo=lambda: sh(node, "pkill -CONT -x knotd"))
+    assert s["outage_ms"] <= 2000, s
+    s = fault("node powered off", 8, lambda: lab_cli("poweroff", node, "--max-off", "120"),
+              undo=lambda: lab_cli("poweron", node, timeout=300))
+    assert s["outage_ms"] <= 1500, s
+    assert wait_for(lambda: announced(node) and upstream_has_it(), 90, 1), health(node)
+
+    print(f"\n[health] longest client outage, ms: {'fault':24} {NODE} (Debian 13)  {node} (Debian 12)")
+    for name in SIDE_BY_SIDE:
+        new, old = OUTAGES.get((NODE, name)), OUTAGES.get((node, name))
+        print(f"[health]                          {name:24} {'-' if new is None else f'{new:.0f}':>17}  "
+              f"{'-' if old is None else f'{old:.0f}':>17}")
