@@ -62,6 +62,15 @@ BROKEN = [
      "anycast_upstreams[0](transit).ipv6", "2001:db8:ff00:99::1"),
     ("group_vars/all/service.yml", "- prefix: 203.0.113.0/24", "- prefix: 203.0.113.0/26", "hkg1",
      "anycast_aggregates[0].prefix", "203.0.113.0/26"),
+    # ROAs: another origin AS, a max_length shorter than the aggregate (RPKI-invalid), no ROA (NotFound).
+    ("group_vars/all/service.yml", "{prefix: 203.0.113.0/24, max_length: 24, origin_asn: 65053}",
+     "{prefix: 203.0.113.0/24, max_length: 24, origin_asn: 64999}", "tyo2", "anycast_aggregates[0].prefix",
+     "authorises AS64999, not our AS65053"),
+    ("group_vars/all/service.yml", "{prefix: 203.0.113.0/24, max_length: 24, origin_asn: 65053}",
+     "{prefix: 203.0.112.0/22, max_length: 23, origin_asn: 65053}", "gru1", "anycast_aggregates[0].prefix",
+     "has max_length 23, shorter than the announced /24"),
+    ("group_vars/all/service.yml", '  - {prefix: "2001:db8:53::/48", max_length: 48, origin_asn: 65053}\n', "",
+     "hkg2", "anycast_aggregates[1].prefix", "would be RPKI NotFound"),
     ("group_vars/all/service.yml", "- 203.0.113.53", "- 198.51.100.53", "fra1",
      "anycast_service_addresses[0]", "198.51.100.53"),
     ("group_vars/all/service.yml", "- name: example.net", "- name: example..net", "gru2",
@@ -92,6 +101,16 @@ def test_broken_inventory_fails_naming_host_key_and_value(tmp_path, relpath, old
     lines = [line for line in out.splitlines() if key in line and value in line]
     assert lines, f"no line names {key} and {value}:\n{out}"
     assert any(re.search(rf"(^|[\s,]){re.escape(host)}[,:]", line) for line in lines), out
+
+
+def test_a_roa_looser_than_the_announcements_is_a_warning_and_the_run_goes_on(tmp_path):
+    inv = broken_copy(tmp_path, "group_vars/all/service.yml", "{prefix: 203.0.113.0/24, max_length: 24,",
+                      "{prefix: 203.0.113.0/24, max_length: 25,")
+    result = run_playbook("playbooks/validate.yml", inv, *PROD_VAULT)
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 0, out
+    assert "[WARNING]" in out, out
+    assert "anycast_roas[0].max_length = 25: is looser than the announcements need" in out, out
 
 
 def test_several_problems_are_all_reported(tmp_path):

@@ -73,6 +73,9 @@ class ActionModule(ActionBase):
         result["servers"] = len(servers)
         result["pops"] = pops
         result["problems"] = lines
+        warnings = rules.format_problems(rules.fleet_warnings(servers)) if not problems else []
+        if warnings:
+            result["warnings"] = warnings
         if problems:
             result["failed"] = True
             result["msg"] = "The inventory has %d problem(s); nothing was changed on any host:\n%s" % (

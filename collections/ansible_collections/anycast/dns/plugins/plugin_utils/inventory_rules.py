@@ -30,6 +30,7 @@ SERVER_KEYS = (
     "anycast_asn",
     "anycast_service_addresses",
     "anycast_aggregates",
+    "anycast_roas",
     "anycast_zones",
     "anycast_hidden_primary",
     "anycast_pops",
@@ -297,6 +298,88 @@ def _check_service(col, hv):
         if parsed_addrs and not any(addr.version == net.version and addr in net for _key, _value, addr in parsed_addrs):
             col.add(key, value, "covers no service address (anycast_service_addresses)")
     return parsed_aggs
+
+
+def _check_roas(col, hv, our_asn, parsed_aggs):
+    """The ROAs of the service (RFC 6482: prefix, maxLength, origin AS) against what the fleet
+    announces, as a validator does it (RFC 6811). Each aggregate must be RPKI-valid: covered by a
+    ROA of our ASN whose maxLength reaches its length. Returns warnings (host, key, value, message)
+    for ROAs looser than the announcements need (RFC 9319) or that authorise nothing announced."""
+    warnings = []
+    roas = hv.get("anycast_roas")
+    if not isinstance(roas, list) or not roas:
+        col.add("anycast_roas", roas, "must list the ROAs that cover the announced aggregates ({prefix, max_length, "
+                "origin_asn}); without them nothing says the announcements are RPKI-valid")
+        return warnings
+    parsed = []
+    for idx, roa in enumerate(roas):
+        key = "anycast_roas[%d]" % idx
+        if not isinstance(roa, dict):
+            col.add(key, roa, "must be a mapping with prefix, max_length and origin_asn")
+            continue
+        unknown = sorted(set(roa) - {"prefix", "max_length", "origin_asn"})
+        if unknown:
+            col.add(key, roa, "has unknown key(s) %s (prefix, max_length, origin_asn)" % ", ".join(unknown))
+        net, err = parse_prefix(roa.get("prefix"))
+        if err:
+            col.add(key + ".prefix", roa.get("prefix"), err)
+            continue
+        top = 32 if net.version == 4 else 128
+        max_length = roa.get("max_length", net.prefixlen)
+        if not _is_int(max_length) or not net.prefixlen <= max_length <= top:
+            col.add(key + ".max_length", max_length, "must be an integer from the prefix length %d to %d"
+                    % (net.prefixlen, top))
+            continue
+        origin = _as_int(roa.get("origin_asn"))
+        # AS 0 is a valid ROA origin (RFC 7607): it says no AS may originate the prefix.
+        err = None if origin == 0 else asn_problem(origin)
+        if err:
+            col.add(key + ".origin_asn", roa.get("origin_asn"), err)
+            continue
+        parsed.append((key, net, max_length, origin))
+
+    seen = {}
+    for key, net, max_length, origin in parsed:
+        ident = (str(net.cidr), max_length, origin)
+        if ident in seen:
+            col.add(key, str(net.cidr), "duplicates %s" % seen[ident])
+        seen.setdefault(ident, key)
+
+    for agg_key, value, net, _allow in parsed_aggs:
+        covering = [r for r in parsed if r[1].version == net.version and net in r[1]]
+        if not covering:
+            col.add(agg_key, value, "would be RPKI NotFound: no ROA of anycast_roas covers it (add one with origin "
+                    "AS%s and max_length %d)" % (our_asn if our_asn is not None else "?", net.prefixlen))
+            continue
+        if our_asn is None:
+            continue
+        if any(origin == our_asn and net.prefixlen <= max_length for _k, _n, max_length, origin in covering):
+            continue
+        why = []
+        for key, roa_net, max_length, origin in covering:
+            if origin != our_asn:
+                why.append("%s (%s) authorises AS%d, not our AS%d" % (key, roa_net.cidr, origin, our_asn))
+            else:
+                why.append("%s (%s) has max_length %d, shorter than the announced /%d"
+                           % (key, roa_net.cidr, max_length, net.prefixlen))
+        col.add(agg_key, value, "would be RPKI-invalid and dropped by every network that validates: "
+                + "; ".join(why))
+
+    for key, roa_net, max_length, origin in parsed:
+        if origin != our_asn:
+            continue
+        inside = [net for _k, _v, net, _a in parsed_aggs if net.version == roa_net.version and net in roa_net]
+        if not inside:
+            warnings.append(Problem(col.host, key, str(roa_net.cidr), "authorises AS%d for a prefix the fleet does "
+                                    "not announce (anycast_aggregates): remove it or announce the prefix" % origin))
+            continue
+        longest = max(net.prefixlen for net in inside)
+        if max_length > longest:
+            warnings.append(Problem(col.host, key + ".max_length", max_length, "is looser than the announcements "
+                                    "need (the longest announced inside %s is /%d): anyone can announce a /%d "
+                                    "with origin AS%d that validators accept (RFC 9319); set it to %d"
+                                    % (roa_net.cidr, longest, max_length, origin, longest)))
+    return warnings
 
 
 def _check_zones(col, hv):
@@ -587,12 +670,14 @@ def check_server(host, hv):
     else:
         our_asn = _check_asn(col, "anycast_asn", hv.get("anycast_asn"))
     parsed_aggs = _check_service(col, hv)
+    warnings = _check_roas(col, hv, our_asn, parsed_aggs)
     _check_zones(col, hv)
     _check_primary(col, hv)
     _check_health(col, hv)
     profiles = _check_bfd_profiles(col, hv)
     links, facts = _check_node(col, hv, host)
     _check_upstreams(col, hv, our_asn=our_asn, links=links, profiles=profiles, parsed_aggs=parsed_aggs)
+    facts["warnings"] = warnings
     return col.problems, facts
 
 
@@ -642,6 +727,14 @@ def _check_rolling(col, rolling, pops):
     if pops and _is_int(quorum) and quorum >= len(pops):
         col.add("anycast_rolling.quorum", quorum,
                 "must be less than the number of PoPs (%d): the PoP being rolled out is never counted" % len(pops))
+
+
+def fleet_warnings(servers):
+    """What is allowed but unwise (a ROA looser than the announcements need), as Problems."""
+    warnings = []
+    for host in sorted(servers):
+        warnings.extend(check_server(host, servers[host] or {})[1]["warnings"])
+    return dedupe(warnings)
 
 
 def check_fleet(servers, errors=None):

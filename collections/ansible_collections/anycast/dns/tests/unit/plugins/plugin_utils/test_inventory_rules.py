@@ -12,6 +12,8 @@ COMMON = {
     "anycast_asn": 65053,
     "anycast_service_addresses": ["203.0.113.53", "2001:db8:53::1"],
     "anycast_aggregates": [{"prefix": "203.0.113.0/24"}, {"prefix": "2001:db8:53::/48"}],
+    "anycast_roas": [{"prefix": "203.0.113.0/24", "max_length": 24, "origin_asn": 65053},
+                     {"prefix": "2001:db8:53::/48", "max_length": 48, "origin_asn": 65053}],
     "anycast_zones": [{"name": "example.com"}, {"name": "example.net."}],
     "anycast_hidden_primary": {"name": "primary1", "ipv4": "192.0.2.150", "ipv6": "2001:db8:10:3::150"},
     "anycast_pops": [{"code": "hkg", "city": "Hong Kong"}, {"code": "tyo", "city": "Tokyo"}],
@@ -158,9 +160,11 @@ def test_aggregate_longer_than_48_towards_transit():
 def test_more_specific_aggregate_explicitly_allowed_or_only_to_an_ixp():
     servers = fleet()
     servers["hkg1"]["anycast_aggregates"][0] = {"prefix": "203.0.113.0/25", "allow_more_specific": True}
+    servers["hkg1"]["anycast_roas"][0]["max_length"] = 25  # a /25 is RPKI-valid only so
     assert_clean(servers)
     servers = fleet()
     servers["hkg1"]["anycast_aggregates"][0]["prefix"] = "203.0.113.0/25"
+    servers["hkg1"]["anycast_roas"][0]["max_length"] = 25
     up(servers)["type"] = "ixp"
     assert_clean(servers)
 
@@ -547,3 +551,71 @@ def test_probe_from_must_name_hosts():
     for hv in servers.values():
         hv["anycast_pops"][1]["probe_from"] = "cl-tyo"
     assert_problem(servers, "hkg1", "anycast_pops[1].probe_from", "cl-tyo")
+
+
+
+# --------------------------------------------------------------------------- ROAs (RPKI origin validation)
+
+
+def with_roas(roas, **extra):
+    servers = fleet()
+    for hv in servers.values():
+        hv["anycast_roas"] = copy.deepcopy(roas)
+        hv.update(copy.deepcopy(extra))
+    return servers
+
+
+V6 = {"prefix": "2001:db8:53::/48", "max_length": 48, "origin_asn": 65053}
+
+
+def test_the_roas_make_every_aggregate_rpki_valid():
+    assert lines(fleet()) == []
+    assert rules.fleet_warnings(fleet()) == []
+    # A covering ROA of a shorter prefix with a max_length that reaches /24 is valid too.
+    assert lines(with_roas([{"prefix": "203.0.112.0/23", "max_length": 24, "origin_asn": 65053}, V6])) == []
+
+
+@pytest.mark.parametrize(("roas", "expected"), [
+    ([V6], "hkg1, tyo1: anycast_aggregates[0].prefix = '203.0.113.0/24': would be RPKI NotFound: no ROA of "
+           "anycast_roas covers it (add one with origin AS65053 and max_length 24)"),
+    ([{"prefix": "203.0.113.0/24", "max_length": 24, "origin_asn": 65054}, V6],
+     "hkg1, tyo1: anycast_aggregates[0].prefix = '203.0.113.0/24': would be RPKI-invalid and dropped by every network "
+     "that validates: anycast_roas[0] (203.0.113.0/24) authorises AS65054, not our AS65053"),
+    ([{"prefix": "203.0.112.0/22", "max_length": 23, "origin_asn": 65053}, V6],
+     "hkg1, tyo1: anycast_aggregates[0].prefix = '203.0.113.0/24': would be RPKI-invalid and dropped by every network "
+     "that validates: anycast_roas[0] (203.0.112.0/22) has max_length 23, shorter than the announced /24"),
+    ([{"prefix": "203.0.113.0/24", "max_length": 23, "origin_asn": 65053}, V6],
+     "hkg1, tyo1: anycast_roas[0].max_length = 23: must be an integer from the prefix length 24 to 32"),
+    ([{"prefix": "203.0.113.1/24", "origin_asn": 65053}, V6],
+     "hkg1, tyo1: anycast_roas[0].prefix = '203.0.113.1/24': has host bits set (the network is 203.0.113.0/24)"),
+    ([{"prefix": "203.0.113.0/24", "origin_asn": 23456}, V6],
+     "hkg1, tyo1: anycast_roas[0].origin_asn = 23456: is a reserved AS number: AS_TRANS (RFC 6793)"),
+    ([{"prefix": "203.0.113.0/24", "origin_asn": 65053, "maxlen": 24}, V6],
+     "hkg1, tyo1: anycast_roas[0] = {'prefix': '203.0.113.0/24', 'origin_asn': 65053, 'maxlen': 24}: has unknown "
+     "key(s) maxlen (prefix, max_length, origin_asn)"),
+    ([], "hkg1, tyo1: anycast_roas = []: must list the ROAs that cover the announced aggregates"),
+])
+def test_roas_that_do_not_validate_the_announcements_stop_the_run_naming_the_value(roas, expected):
+    found = lines(with_roas(roas))
+    assert any(line.startswith(expected) for line in found), found
+
+
+def test_an_as0_roa_alone_makes_the_aggregate_invalid_beside_ours_it_is_harmless():
+    as0 = {"prefix": "203.0.113.0/24", "max_length": 24, "origin_asn": 0}
+    found = lines(with_roas([as0, V6]))
+    assert any("anycast_roas[0] (203.0.113.0/24) authorises AS0, not our AS65053" in line for line in found), found
+    assert lines(with_roas([as0, {"prefix": "203.0.113.0/24", "origin_asn": 65053}, V6])) == []
+
+
+def test_a_max_length_looser_than_the_announcements_is_a_warning_not_a_stop():
+    loose = with_roas([{"prefix": "203.0.113.0/24", "max_length": 26, "origin_asn": 65053}, V6,
+                       {"prefix": "198.51.100.0/24", "max_length": 24, "origin_asn": 65053}])
+    assert lines(loose) == []
+    warnings = rules.format_problems(rules.fleet_warnings(loose))
+    assert warnings == [
+        "hkg1, tyo1: anycast_roas[0].max_length = 26: is looser than the announcements need (the longest announced "
+        "inside 203.0.113.0/24 is /24): anyone can announce a /26 with origin AS65053 that validators accept "
+        "(RFC 9319); set it to 24",
+        "hkg1, tyo1: anycast_roas[2] = '198.51.100.0/24': authorises AS65053 for a prefix the fleet does not announce "
+        "(anycast_aggregates): remove it or announce the prefix",
+    ], warnings
