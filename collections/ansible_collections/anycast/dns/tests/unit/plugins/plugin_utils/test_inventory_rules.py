@@ -553,10 +553,7 @@ def test_probe_from_must_name_hosts():
     assert_problem(servers, "hkg1", "anycast_pops[1].probe_from", "cl-tyo")
 
 
-
 # --------------------------------------------------------------------------- ROAs (RPKI origin validation)
-
-
 def with_roas(roas, **extra):
     servers = fleet()
     for hv in servers.values():
