@@ -245,6 +245,19 @@ def _cgroups_left() -> list[str]:
     return [str(top)] if top is not None and top.is_dir() else []
 
 
+def _cgroup_busy(cgroup: Path) -> bool:
+    """Does any process still live in CGROUP or below it?"""
+    try:
+        directories = [cgroup, *(d for d in cgroup.rglob("*") if d.is_dir())]
+    except OSError:  # a cgroup went while we looked
+        return True
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            if (directory / "cgroup.procs").read_text().strip():
+                return True
+    return False
+
+
 def _remove_cgroups(node: str | None = None) -> None:
     """The machines' cgroups (or one machine's), deepest first: a cgroup goes once its processes
     are gone."""
@@ -726,6 +739,14 @@ def reimage(topo: Topology, name: str, release: int, paths: StatePaths | None = 
     if nspawn_pids().get(name) == pid:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    # Whatever of the old machine still runs (nspawn killed before its machine was down) dies with
+    # its cgroup: nothing of the old disk may keep serving in the machine's namespace.
+    cgroup = lab_cgroup() / name if lab_cgroup() else None
+    if cgroup is not None and (cgroup / "cgroup.kill").exists():
+        (cgroup / "cgroup.kill").write_text("1")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _cgroup_busy(cgroup):
+            time.sleep(0.1)
     base = paths.machines / name
     root = base / "root"
     if run(["umount", str(root)], check=False).returncode != 0:
