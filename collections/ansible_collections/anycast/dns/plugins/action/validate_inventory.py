@@ -66,16 +66,16 @@ class ActionModule(ActionBase):
                     errors.append(rules.Problem(host, key, "<unresolved>",
                                                 "cannot be resolved: %s" % to_text(exc).splitlines()[0]))
 
-        problems = rules.check_fleet(servers, errors)
+        warnings = []
+        problems = rules.check_fleet(servers, errors, warnings)
         lines = rules.format_problems(problems)
         pops = sorted({v.get("anycast_pop") for v in servers.values() if isinstance(v.get("anycast_pop"), str)})
         result["changed"] = False
         result["servers"] = len(servers)
         result["pops"] = pops
         result["problems"] = lines
-        warnings = rules.format_problems(rules.fleet_warnings(servers)) if not problems else []
-        if warnings:
-            result["warnings"] = warnings
+        if warnings and not problems:
+            result["warnings"] = rules.format_problems(warnings)
         if problems:
             result["failed"] = True
             result["msg"] = "The inventory has %d problem(s); nothing was changed on any host:\n%s" % (

@@ -732,16 +732,16 @@ def _check_rolling(col, rolling, pops):
 def fleet_warnings(servers):
     """What is allowed but unwise (a ROA looser than the announcements need), as Problems."""
     warnings = []
-    for host in sorted(servers):
-        warnings.extend(check_server(host, servers[host] or {})[1]["warnings"])
-    return dedupe(warnings)
+    check_fleet(servers, warnings=warnings)
+    return warnings
 
 
-def check_fleet(servers, errors=None):
+def check_fleet(servers, errors=None, warnings=None):
     """Run every rule on the fleet.
 
     servers: {host: {var: value}} for every host of the servers group.
     errors: problems already found while reading the inventory (e.g. undefined vars).
+    warnings: a list that receives, sorted and without duplicates, what is allowed but unwise.
     Returns a list of Problem, sorted and without duplicates.
     """
     problems = list(errors or [])
@@ -757,6 +757,8 @@ def check_fleet(servers, errors=None):
         hv = servers[host] or {}
         server_problems, facts = check_server(host, hv)
         problems.extend(server_problems)
+        if warnings is not None:
+            warnings.extend(facts["warnings"])
         col = _Collector(host)
         codes = _pop_codes(col, hv.get("anycast_pops"))
         pop_lists[host] = codes
@@ -799,6 +801,8 @@ def check_fleet(servers, errors=None):
     # A variable that could not be read is reported once, not again by every rule that needs it.
     unreadable = {(p.host, p.key) for p in (errors or [])}
     problems = [p for p in problems if p in (errors or []) or (p.host, _top_key(p.key)) not in unreadable]
+    if warnings is not None:
+        warnings[:] = dedupe(warnings)
     return dedupe(problems)
 
 
