@@ -85,6 +85,8 @@ def test_zone_serial_timers_expire_and_rrsig():
     assert got[("knot_zone_refresh_in_seconds", com)] == 3522
     assert ("knot_zone_expires_in_seconds", net) not in got  # a primary has no expiry
     assert got[("knot_zone_soa_expire_seconds", com)] == 1209600
+    assert got[("knot_zone_soa_refresh_seconds", com)] == 3600
+    assert got[("knot_zone_soa_retry_seconds", com)] == 600
     # The earliest of the apex RRSIGs (DNSKEY's, 12 days from NOW).
     assert got[("knot_zone_rrsig_expires_in_seconds", com)] == 12 * 86400
     assert ("knot_zone_rrsig_expires_in_seconds", net) not in got  # unsigned
@@ -113,3 +115,43 @@ def test_knot_not_answering_is_knot_up_0_without_stale_figures():
     collector = ke.KnotCollector(FineKnot())
     got = samples(generate_latest(ke.registry(collector)).decode())
     assert collector.last_ok and got[("knot_up", ())] == 1 and ("knot_zone_serial", (("zone", "example.com"),)) in got
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("notAfter=Feb 28 14:39:27 2027 GMT\n", calendar.timegm((2027, 2, 28, 14, 39, 27, 0, 0, 0))),
+    ("notAfter=Mar  1 00:00:00 2027 GMT", calendar.timegm((2027, 3, 1, 0, 0, 0, 0, 0, 0))),
+    ("unable to load certificate", None), ("", None)])
+def test_certificate_not_after_as_openssl_prints_it(text, expected):
+    assert ke.parse_not_after(text) == expected
+
+
+def test_certificate_expiry_per_file_and_nothing_for_an_unreadable_one():
+    ends = {"/etc/knot/tls/xot.crt": NOW + 20 * 86400, "/gone.crt": None}
+    metrics = ke.Samples()
+    ke.cert_metrics(metrics, list(ends), NOW, read=ends.get)
+
+    class Fixed:
+        def collect(self):
+            yield from metrics
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(Fixed())
+    got = samples(generate_latest(reg).decode())
+    assert got == {("knot_tls_cert_expires_in_seconds", (("file", "/etc/knot/tls/xot.crt"),)): 20 * 86400}
+
+
+def test_certificate_expiry_read_from_a_real_certificate(tmp_path):
+    """openssl makes a certificate valid for 2 days; the exporter reads it back within a minute."""
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl")
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=t"],
+                   check=True, capture_output=True)
+    left = ke.cert_not_after(str(cert)) - time.time()
+    assert 2 * 86400 - 60 < left <= 2 * 86400
+    assert ke.cert_not_after(str(tmp_path / "missing.pem")) is None

@@ -8,7 +8,9 @@ Policy, as on the real Internet:
   among routes learned over iBGP, the backbone router nearest by modelled latency
   (local-pref 1000 - one-way ms): hot-potato routing without an IGP;
 - transits and the HKIX route server accept only our aggregates from our servers, with TCP-MD5,
-  a max-prefix limit and BFD; they send our servers a default route;
+  a max-prefix limit and BFD; they send our servers a default route; a transit announces the
+  link networks of its servers (its own address space), so that the servers' unicast link
+  addresses are reachable across the Internet (zone transfers from the hidden primary);
 - eyeball ISPs announce their client LAN; the HK ISP peers at HKIX through the route server;
 - a router's `clients` node (a client namespace, or the monitoring server) has no BGP: the router
   announces that node's LAN and the node routes through it by default.
@@ -151,6 +153,9 @@ def render(topo: Topology, node: Node) -> str:
     for family in (4, 6):
         lines.append(f" address-family ipv{family} unicast")
         lines.append(f"  network {node.loopback4}/32" if family == 4 else f"  network {node.loopback6}/128")
+        if node.role == "transit":
+            for _peer, iface, _ in servers:
+                lines.append(f"  network {(iface.ipv4 if family == 4 else iface.ipv6).network}")
         if node.clients:
             client = topo.nodes[node.clients]
             net = client.interfaces[0].ipv4.network if family == 4 else client.interfaces[0].ipv6.network

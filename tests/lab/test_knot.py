@@ -34,7 +34,9 @@ pytestmark = pytest.mark.lab
 
 ZONES = ["example.com", "example.net"]
 PRIMARY = "primary1"
-PRIMARY_ADDR = "198.18.0.50"
+# The primary answers plain DNS on its loopback only; across the Internet it speaks XoT (853).
+PRIMARY_ADDR = "127.0.0.1"
+PRIMARY_INTERNET = "100.80.8.2"
 UNICAST = {s: host_vars(s)["anycast_unicast_ipv4"] for s in SERVERS}
 
 
@@ -226,14 +228,31 @@ def test_transfers_recursion_and_updates_are_refused(converged):
         code = AXFR_CODE.replace("sys.argv[1], sys.argv[2]", f"{SERVICE[fam]!r}, 'example.com'")
         out = client_python("cl-lon", code).stdout
         assert out.startswith("REFUSED TransferError"), (fam, out)
-    # AXFR to the primary from a PoP server's own (allowed) address, without the key: refused;
-    # with the key: transferred (the key really is what decides).
-    secret = sh("hkg1", "awk '/secret:/ {print $2}' /etc/knot/tsig.conf").stdout.strip()
-    unsigned = sh("hkg1", f"kdig @{PRIMARY_ADDR} example.com AXFR +time=2 +retry=0 2>&1", check=False).stdout
-    signed = sh("hkg1", f"kdig @{PRIMARY_ADDR} example.com AXFR +time=2 +retry=0 -y hmac-sha256:xfr.anycast-dns.:"
-                        f"{secret}", check=False).stdout
-    assert "REFUSED" in unsigned or "NOTAUTH" in unsigned, unsigned
-    assert "RRSIG" in signed and "DNSKEY" in signed, signed[-1500:]
+    # The primary across the Internet, from a PoP server's own (allowed) XoT address, with the TSIG
+    # key: plain DNS finds nothing listening; TLS without the server's certificate, or with one the
+    # project's CA did not issue, gets no zone; with its certificate, the zone (the identity is what
+    # decides, the key alone is not enough).
+    secret = sh("tyo1", "awk '/secret:/ {print $2}' /etc/knot/tsig.conf").stdout.strip()
+    src = host_vars("tyo1")["anycast_xfr_ipv4"]
+    kdig = (f"kdig -b {src} @{PRIMARY_INTERNET} example.com AXFR +time=2 +retry=0 "
+            f"-y hmac-sha256:xfr.anycast-dns.:{secret}")
+    sh("tyo1", "cd /tmp && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+               "-subj /CN=tyo1 -keyout rogue.key -out rogue.crt 2>/dev/null")
+    tries = {
+        "plain TCP 53": f"{kdig} +tcp",
+        "TLS, no certificate": f"{kdig} +tls-ca=/etc/knot/tls/ca.crt +tls-hostname={PRIMARY}",
+        "TLS, a certificate of another CA": f"{kdig} +tls-ca=/etc/knot/tls/ca.crt +tls-hostname={PRIMARY} "
+                                            "+tls-certfile=/tmp/rogue.crt +tls-keyfile=/tmp/rogue.key",
+        "TLS, its own certificate": f"{kdig} +tls-ca=/etc/knot/tls/ca.crt +tls-hostname={PRIMARY} "
+                                    "+tls-certfile=/etc/knot/tls/xot.crt +tls-keyfile=/etc/knot/tls/xot.key",
+    }
+    got = {what: sh("tyo1", f"{cmd} 2>&1", check=False).stdout for what, cmd in tries.items()}
+    for what, out in got.items():
+        transferred = "RRSIG" in out and "DNSKEY" in out
+        assert transferred == (what == "TLS, its own certificate"), (what, out[-1500:])
+    print("\n[knot] AXFR from tyo1's XoT address to the primary: " + "; ".join(
+        f"{what}: {'zone' if 'DNSKEY' in out else (re.findall(r'(REFUSED|NOTAUTH|connection refused|failed[^;]*)', out) or ['nothing'])[0]}"
+        for what, out in got.items()))
     # And a PoP server itself hands out no transfer, even signed.
     pop_signed = sh("tyo1", f"kdig @{UNICAST['hkg1']} example.com AXFR +time=2 +retry=0 "
                             f"-y hmac-sha256:xfr.anycast-dns.:{secret} 2>&1", check=False).stdout

@@ -3,4 +3,4 @@ server announces (anycast-health) and the Prometheus exporter of the local Knot
 (anycast-knot-exporter). Built into one zipapp, anycast-agents-<version>.pyz, that the collection's
 agents role installs; each command is a link to it."""
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

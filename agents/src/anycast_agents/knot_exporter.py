@@ -1,7 +1,7 @@
 """anycast-knot-exporter: Prometheus metrics of the local Knot DNS, read through its control socket
 (python3-libknot), exposed with prometheus_client (python3-prometheus-client).
 
-    anycast-knot-exporter [--listen ADDR:PORT] [--socket PATH] [--timeout S]
+    anycast-knot-exporter [--listen ADDR:PORT] [--socket PATH] [--timeout S] [--tls-cert PATH ...]
     anycast-knot-exporter --once        print the metrics once and exit (1 if Knot did not answer)
     anycast-knot-exporter --version
 
@@ -10,8 +10,11 @@ Every scrape asks Knot, at that moment:
   answers per RCODE, query types, bytes) and mod-rrl (dropped, slipped) get metrics of their own,
   any other counter is exported as knot_stat{section,item,id};
 - `zone-status`: per zone the serial, and the refresh and expiration timers (secondaries);
-- `zone-read <zone> @ SOA` and `zone-read <zone> @ RRSIG`: the SOA expire field and the earliest
-  expiration of the RRSIGs at the zone apex (signed zones): a lead time before validators fail.
+- `zone-read <zone> @ SOA` and `zone-read <zone> @ RRSIG`: the SOA refresh, retry and expire fields
+  and the earliest expiration of the RRSIGs at the zone apex (signed zones): a lead time before
+  validators fail. (A secondary's expiration timer is not the time since its last refresh: Knot
+  takes the primary's EDNS EXPIRE, which a signing primary bounds by its signatures' expiry.)
+And, without Knot: the expiry of the zone-transfer TLS certificates (--tls-cert, `openssl x509`).
 
 knot_up is 0 when the control socket does not answer; the other Knot metrics are then absent.
 Why not Knot's own exporter (PyPI knot-exporter): it follows Knot's releases (3.3 and later; Debian
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -64,6 +68,9 @@ HELP = {
     "knot_zone_refresh_in_seconds": ("gauge", "seconds until the next SOA refresh (secondary)"),
     "knot_zone_expires_in_seconds": ("gauge", "seconds until the zone expires unless refreshed (secondary)"),
     "knot_zone_soa_expire_seconds": ("gauge", "the expire field of the zone's SOA"),
+    "knot_zone_soa_refresh_seconds": ("gauge", "the refresh field of the zone's SOA"),
+    "knot_zone_soa_retry_seconds": ("gauge", "the retry field of the zone's SOA"),
+    "knot_tls_cert_expires_in_seconds": ("gauge", "seconds until the zone-transfer TLS certificate expires"),
     "knot_zone_rrsig_expires_in_seconds": ("gauge", "seconds until the earliest RRSIG at the apex expires"),
 }
 
@@ -156,10 +163,39 @@ def zone_metrics(metrics: Samples, status: dict, apex: dict, now: float) -> None
         records = apex.get(zone, {})
         soa = (records.get("SOA") or [None])[0]
         if soa and len(soa.split()) == 7:
-            metrics.add("knot_zone_soa_expire_seconds", int(soa.split()[5]), zone=label)
+            fields_soa = soa.split()
+            metrics.add("knot_zone_soa_refresh_seconds", int(fields_soa[3]), zone=label)
+            metrics.add("knot_zone_soa_retry_seconds", int(fields_soa[4]), zone=label)
+            metrics.add("knot_zone_soa_expire_seconds", int(fields_soa[5]), zone=label)
         expirations = [e for e in map(rrsig_expiration, records.get("RRSIG") or []) if e is not None]
         if expirations:
             metrics.add("knot_zone_rrsig_expires_in_seconds", round(min(expirations) - now, 3), zone=label)
+
+
+def cert_not_after(path: str) -> float | None:
+    """The notAfter of a PEM certificate (Unix time), read with `openssl x509`; None when the file is
+    missing or unreadable."""
+    try:
+        proc = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", path],
+                              capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_not_after(proc.stdout) if proc.returncode == 0 else None
+
+
+def parse_not_after(text: str) -> float | None:
+    """`notAfter=Feb 28 14:39:27 2027 GMT` -> Unix time; None if the line is not there."""
+    match = re.search(r"notAfter=(\w{3}\s+\d{1,2} \d{2}:\d{2}:\d{2} \d{4}) GMT", text)
+    if not match:
+        return None
+    return float(calendar.timegm(time.strptime(" ".join(match.group(1).split()), "%b %d %H:%M:%S %Y")))
+
+
+def cert_metrics(metrics: Samples, certs: list[str], now: float, read=cert_not_after) -> None:
+    for path in certs:
+        not_after = read(path)
+        if not_after is not None:
+            metrics.add("knot_tls_cert_expires_in_seconds", round(not_after - now, 3), file=path)
 
 
 class Knot:
@@ -208,8 +244,9 @@ class Knot:
 class KnotCollector:
     """prometheus_client collector: one conversation with Knot per scrape."""
 
-    def __init__(self, knot) -> None:
+    def __init__(self, knot, certs: list[str] | None = None) -> None:
         self.knot = knot
+        self.certs = list(certs or [])
         self.last_ok = False
         self.last_error = ""
 
@@ -227,6 +264,7 @@ class KnotCollector:
             stats_metrics(metrics, stats)
             zone_metrics(metrics, status, apex, time.time())
         metrics.add("knot_scrape_seconds", round(time.monotonic() - started, 4))
+        cert_metrics(metrics, self.certs, time.time())
         yield from metrics
 
 
@@ -242,12 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", default=paths.KNOT_EXPORTER_LISTEN, help="ADDR:PORT to serve /metrics on")
     parser.add_argument("--socket", default=paths.KNOT_SOCKET, help="Knot's control socket")
     parser.add_argument("--timeout", type=int, default=3, help="control-socket timeout, seconds")
+    parser.add_argument("--tls-cert", action="append", default=None, metavar="PATH",
+                        help=f"a TLS certificate whose expiry to report (repeatable; default {paths.XOT_CERT})")
     parser.add_argument("--once", action="store_true", help="print the metrics once and exit")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         parser.error(f"--listen {args.listen!r}: expected ADDR:PORT")
-    collector = KnotCollector(Knot(args.socket, max(1, args.timeout)))
+    collector = KnotCollector(Knot(args.socket, max(1, args.timeout)), args.tls_cert or [paths.XOT_CERT])
     reg = registry(collector)
     if args.once:
         sys.stdout.write(generate_latest(reg).decode())

@@ -18,6 +18,8 @@ DRAIN_FLAG = HEALTH_STATE_DIR + "/drain"
 
 KNOT_SOCKET = "/run/knot/knot.sock"
 KNOT_EXPORTER_LISTEN = "127.0.0.1:9433"
+# The node's zone-transfer TLS certificate (XoT; role knot_dns), whose expiry the exporter reports.
+XOT_CERT = "/etc/knot/tls/xot.crt"
 
 
 def zipapp_name(version: str) -> str:

@@ -43,6 +43,9 @@ SERVER_KEYS = (
     "anycast_router_id",
     "anycast_unicast_ipv4",
     "anycast_unicast_ipv6",
+    "anycast_xfr_ipv4",
+    "anycast_xfr_ipv6",
+    "anycast_soa_timers",
     "anycast_interfaces",
     "anycast_upstreams",
 )
@@ -536,7 +539,49 @@ def _check_node(col, hv, host):
                 col.add("%s.%s" % (key, fam), value, "is a host route, not a link (give the subnet length)")
                 continue
             links.append(("%s.%s" % (key, fam), value, net))
+
+    # Where the primary reaches the server for NOTIFY and transfers (XoT): one of its own addresses.
+    own = {addr for _key, _value, addr in facts["addresses"]}
+    for fam, version in (("anycast_xfr_ipv4", 4), ("anycast_xfr_ipv6", 6)):
+        value = hv.get(fam)
+        if value is None:
+            continue
+        addr, err = parse_ip(value, version)
+        if err:
+            col.add(fam, value, err)
+        elif addr not in own:
+            col.add(fam, value, "is not an address of this server (anycast_unicast_%s or one of anycast_interfaces): "
+                    "the hidden primary reaches the server there" % ("ipv4" if version == 4 else "ipv6"))
     return links, facts
+
+
+SOA_TIMER_FIELDS = ("refresh", "retry", "expire", "minimum")
+
+
+def _check_soa_timers(col, hv):
+    """anycast_soa_timers: what every zone file's SOA must carry (knot_dns's zones.yml compares)."""
+    timers = hv.get("anycast_soa_timers")
+    if timers is None:
+        return
+    if not isinstance(timers, dict):
+        col.add("anycast_soa_timers", timers, "must be a mapping of refresh, retry, expire, minimum (seconds)")
+        return
+    values = {}
+    for field, value in timers.items():
+        key = "anycast_soa_timers.%s" % field
+        if field not in SOA_TIMER_FIELDS:
+            col.add(key, value, "is not an SOA timer (%s)" % ", ".join(SOA_TIMER_FIELDS))
+        elif not _is_int(value) or not 0 < int(value) < 2 ** 31:
+            col.add(key, value, "must be a number of seconds, 1 to 2147483647 (RFC 1982)")
+        else:
+            values[field] = int(value)
+    if {"refresh", "retry"} <= set(values) and values["retry"] >= values["refresh"]:
+        col.add("anycast_soa_timers.retry", values["retry"],
+                "must be shorter than refresh (%d): a failed refresh is retried sooner than the next one" % values["refresh"])
+    if {"refresh", "retry", "expire"} <= set(values) and values["expire"] < values["refresh"] + 2 * values["retry"]:
+        col.add("anycast_soa_timers.expire", values["expire"],
+                "must leave time for the refresh and two retries (at least %d): the zone would expire on the "
+                "PoP servers before a failed refresh is noticed" % (values["refresh"] + 2 * values["retry"]))
 
 
 def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
@@ -673,6 +718,7 @@ def check_server(host, hv):
     warnings = _check_roas(col, hv, our_asn, parsed_aggs)
     _check_zones(col, hv)
     _check_primary(col, hv)
+    _check_soa_timers(col, hv)
     _check_health(col, hv)
     profiles = _check_bfd_profiles(col, hv)
     links, facts = _check_node(col, hv, host)

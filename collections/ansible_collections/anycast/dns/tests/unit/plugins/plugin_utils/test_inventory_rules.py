@@ -616,3 +616,46 @@ def test_a_max_length_looser_than_the_announcements_is_a_warning_not_a_stop():
         "hkg1, tyo1: anycast_roas[2] = '198.51.100.0/24': authorises AS65053 for a prefix the fleet does not announce "
         "(anycast_aggregates): remove it or announce the prefix",
     ], warnings
+
+
+# ----------------------------------------------------------------- zone transfers (XoT)
+
+def test_xfr_address_on_a_link_of_the_server_is_accepted():
+    servers = fleet()
+    servers["hkg1"]["anycast_xfr_ipv4"] = "198.51.100.6"
+    servers["hkg1"]["anycast_xfr_ipv6"] = "2001:db8:ff00:1::2"
+    assert_clean(servers)
+
+
+@pytest.mark.parametrize(("key", "bad", "says"), [
+    ("anycast_xfr_ipv4", "198.51.100.99", "is not an address of this server"),
+    ("anycast_xfr_ipv6", "2001:db8:ff00:9::2", "is not an address of this server"),
+    ("anycast_xfr_ipv4", "2001:db8:ff00:1::2", "IPv4"),
+    ("anycast_xfr_ipv4", "198.51.100.6/30", "198.51.100.6/30"),
+])
+def test_xfr_address_the_server_does_not_have_is_refused(key, bad, says):
+    servers = fleet()
+    servers["hkg1"][key] = bad
+    assert_problem(servers, "hkg1", key, bad)
+    assert says in "\n".join(lines(servers))
+
+
+def test_soa_timers_of_the_inventories_are_accepted():
+    servers = fleet()
+    for hv in servers.values():
+        hv["anycast_soa_timers"] = {"refresh": 30, "retry": 10, "expire": 1209600, "minimum": 300}
+    assert_clean(servers)
+
+
+@pytest.mark.parametrize(("timers", "key", "value", "says"), [
+    ({"refresh": 600, "retry": 600}, "anycast_soa_timers.retry", 600, "shorter than refresh (600)"),
+    ({"refresh": 3600, "retry": 600, "expire": 4000}, "anycast_soa_timers.expire", 4000, "at least 4800"),
+    ({"refresh": "1h"}, "anycast_soa_timers.refresh", "1h", "number of seconds"),
+    ({"refesh": 30}, "anycast_soa_timers.refesh", 30, "is not an SOA timer"),
+    ({"expire": 0}, "anycast_soa_timers.expire", 0, "number of seconds"),
+])
+def test_soa_timers_that_cannot_work_are_refused(timers, key, value, says):
+    servers = fleet()
+    servers["tyo1"]["anycast_soa_timers"] = timers
+    assert_problem(servers, "tyo1", key, value)
+    assert says in "\n".join(lines(servers))
