@@ -46,7 +46,8 @@ def test_every_alert_has_a_case_that_fires(rendered):
     fired = {t["alertname"] for c in cases for t in c.get("alert_rule_test", []) if t.get("exp_alerts")}
     assert alerts == fired, f"alerts without a firing test: {sorted(alerts - fired)}; unknown: {sorted(fired - alerts)}"
     assert {"BGPSessionDown", "BFDPeerDown", "PoPNotAnnouncing", "DNSDownWhileAnnouncing", "AnycastNodeWithdrawn",
-            "SOASerialDiffers", "ZoneNearExpiry", "ZoneRefreshFailing", "XoTCertificateNearExpiry", "RRSIGNearExpiry", "AnycastFlapping"} <= alerts
+            "SOASerialDiffers", "ZoneNearExpiry", "ZoneRefreshFailing", "XoTCertificateNearExpiry", "RRSIGNearExpiry",
+            "AnycastFlapping"} <= alerts
 
 
 def test_promtool_accepts_the_whole_configuration(rendered):

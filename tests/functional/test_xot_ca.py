@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from tests.conftest import run_playbook
 
 PASSPHRASE = b"test-passphrase"
-NOW = datetime.datetime.now(datetime.timezone.utc)
+NOW = datetime.datetime.now(datetime.UTC)
 
 
 def run(pki: Path) -> subprocess.CompletedProcess:
@@ -85,7 +85,8 @@ def test_a_certificate_that_is_not_the_keys_is_refused(tmp_path):
     pki = tmp_path / "pki"
     write_ca(pki, cert_key=ec.generate_private_key(ec.SECP384R1()))
     out = " ".join(run(pki).stdout.split())
-    assert f"knot_dns_xot_ca.cert {pki / 'ca.crt'} is not the certificate of knot_dns_xot_ca.key {pki / 'ca.key'}" in out
+    assert (f"knot_dns_xot_ca.cert {pki / 'ca.crt'} is not the certificate of "
+            f"knot_dns_xot_ca.key {pki / 'ca.key'}") in out
 
 
 def test_a_certificate_that_is_not_a_ca_is_refused(tmp_path):
@@ -115,4 +116,5 @@ def test_a_ca_that_did_not_issue_the_nodes_certificates_is_refused(tmp_path):
     result = run(pki)
     out = " ".join(result.stdout.split())
     assert result.returncode != 0
-    assert f"did not issue {pki / 'issued' / 'primary1.crt'}:" in out and "hkg1.crt" not in out.split("did not issue")[1]
+    assert f"did not issue {pki / 'issued' / 'primary1.crt'}:" in out
+    assert "hkg1.crt" not in out.split("did not issue")[1]

@@ -577,7 +577,8 @@ def _check_soa_timers(col, hv):
             values[field] = int(value)
     if {"refresh", "retry"} <= set(values) and values["retry"] >= values["refresh"]:
         col.add("anycast_soa_timers.retry", values["retry"],
-                "must be shorter than refresh (%d): a failed refresh is retried sooner than the next one" % values["refresh"])
+                "must be shorter than refresh (%d): a failed refresh is retried sooner than the next one"
+                % values["refresh"])
     if {"refresh", "retry", "expire"} <= set(values) and values["expire"] < values["refresh"] + 2 * values["retry"]:
         col.add("anycast_soa_timers.expire", values["expire"],
                 "must leave time for the refresh and two retries (at least %d): the zone would expire on the "
