@@ -60,6 +60,16 @@ def journal(node: str, since: float, units: str = "-u knot") -> list[str]:
     return [line for line in out.splitlines() if "control, received command" not in line]
 
 
+def _knot_rows(node: str, since: float) -> list[tuple[float, str]]:
+    """(time, message) of Knot's journal since SINCE."""
+    out = sh(node, f"journalctl -o json --since=@{since - 1:.3f} --no-pager -u knot", check=False).stdout
+    rows = []
+    for line in out.splitlines():
+        entry = json.loads(line)
+        rows.append((int(entry["__REALTIME_TIMESTAMP"]) / 1e6, str(entry.get("MESSAGE", ""))))
+    return rows
+
+
 def pins() -> dict[str, str]:
     """The public key (PEM) of every node's certificate on the controller."""
     from cryptography import x509  # noqa: PLC0415
@@ -150,6 +160,13 @@ def test_a_zone_change_crosses_the_internet_over_tls_only(converged):
                        for line in proxy) or any(f"{PRIMARY_ADDR[6]} -> " in line and "TLSv1.3" in line
                                                  for line in proxy), proxy[-5:]  # the NOTIFY
             how[server] = "nginx"
+    # From Knot's own log timestamps: the primary's first line with the new serial (signed, NOTIFY
+    # sent) to each PoP's transfer of it.
+    signed = min(t for t, m in _knot_rows(PRIMARY, since) if f"serial {new}" in m or f"-> {new}" in m)
+    by_log = {}
+    for server in SERVERS:
+        got = [t for t, m in _knot_rows(server, since) if f"[{ZONE}.] refresh" in m and f"-> {new}" in m]
+        by_log[server] = round((min(got) - signed) * 1000, 1)
     # The modelled latency of the path is not in the time above (this kernel has no netem): a
     # transfer after a NOTIFY costs about 7 round trips (NOTIFY: TCP, TLS 1.3, NOTIFY; refresh: TCP,
     # TLS, SOA, IXFR; fewer with session resumption) of the modelled RTT primary -> PoP.
@@ -158,7 +175,8 @@ def test_a_zone_change_crosses_the_internet_over_tls_only(converged):
 
     topo = topology.load()
     rtt = {s: lab_probe.walk_path(topo, PRIMARY, host_vars(s)["anycast_xfr_ipv4"])["modelled_rtt_ms"] for s in SERVERS}
-    print(f"\n[xot] serial {new} on every PoP {elapsed * 1000:.0f} ms after the primary signed it, over XoT "
+    print(f"\n[xot] serial {new} transferred {by_log} ms after the primary logged it (Knot's logs; "
+          f"{elapsed * 1000:.0f} ms by the test's polling), over XoT "
           f"({', '.join(f'{s} {h}' for s, h in how.items())}); plain DNS dropped on the primary: {counts}; "
           f"modelled RTT primary -> PoP (ms): {rtt}, so about {7 * max(rtt.values()):.0f} ms more on the real paths")
     # The pins the role computes (anycast.dns.tls_pin) are the ones Knot itself logs for its key.
@@ -249,26 +267,38 @@ def test_a_key_rotation_loses_no_transfer(converged):
     assert set(after) == set(before) == {*SERVERS, PRIMARY}, (before.keys(), after.keys())
     assert all(after[n] != before[n] for n in after), "a node kept its key"
     assert not list(ISSUED.glob("*.next.crt")) and not list(ISSUED.glob("*.previous.crt"))
-    # Every refresh of the rotation succeeded. Knot 3.4 resumes a TLS session with the identity it
-    # first saw: the first resumed attempt after the old pin is gone fails once on that address,
-    # and Knot goes on to the primary's next address within the same refresh. Such an attempt
-    # must be followed by a success of the same zone's refresh within 5 s.
-    failures = {}
-    for server in SERVERS:
-        log = journal(server, since)
-        for i, line in enumerate(log):
-            if "refresh" in line and "failed" in line:
-                zone = re.search(r"\[(\S+)\]", line).group(1)
-                rest = log[i + 1:i + 8]
-                ok = any(f"[{zone}] refresh" in r and ("up-to-date" in r or "zone updated" in r) for r in rest)
-                failures.setdefault(server, []).append((line.split("refresh, ", 1)[-1], ok))
-    assert all(ok for lines in failures.values() for _, ok in lines), failures
+    # No transfer is lost. Knot 3.4 resumes a TLS session (ticket, 0-RTT) with the identity of the
+    # session it first opened: once the old pin of the primary is retired, a Knot 3.4 PoP's first
+    # attempt per address fails ("unknown certificate key"); if every address fails, that refresh
+    # fails and Knot retries at the SOA retry (10 s here), with a full handshake. Each failed
+    # refresh must be followed by a successful refresh of the same zone within the retry + 15 s.
+    def failed_refreshes() -> dict[str, list[tuple[str, float | None]]]:
+        failures = {}
+        for server in SERVERS:
+            rows = _knot_rows(server, since)
+            for t, line in rows:
+                if "refresh" in line and "failed" in line:
+                    zone = re.search(r"\[(\S+)\]", line).group(1)
+                    later = [u for u, r in rows if u >= t and f"[{zone}] refresh" in r
+                             and ("up-to-date" in r or "zone updated" in r)]
+                    failures.setdefault(server, []).append(
+                        (line.split("refresh", 1)[-1].strip(" ,"), round(min(later) - t, 1) if later else None))
+        return failures
+
+    def recovered(failures) -> bool:
+        return all(d is not None for lines in failures.values() for _, d in lines)
+
+    deadline = time.monotonic() + 30  # a refresh that failed last is retried within the SOA retry (10 s)
+    failures = failed_refreshes()
+    while not recovered(failures) and time.monotonic() < deadline:
+        time.sleep(2)
+        failures = failed_refreshes()
+    assert recovered(failures) and all(d <= 25 for lines in failures.values() for _, d in lines), failures
     denied = [line for line in journal(PRIMARY, since) if "denied" in line]
     assert not denied, denied  # the primary refused no identity
     assert len(set(serials().values())) == 1
-    print(f"\n[xot] keys of {len(after)} nodes rotated in {seconds:.0f} s; refresh attempts that failed and "
-          f"were retried at once on another address: {sum(len(v) for v in failures.values())} "
-          f"({ {s: [f for f, _ in v] for s, v in failures.items()} })")
+    print(f"\n[xot] keys of {len(after)} nodes rotated in {seconds:.0f} s; failed refresh attempts, each followed "
+          f"by a successful refresh of the zone after (s): {failures or 'none'}")
 
 
 def other_ca(tmp_path: Path) -> Path:

@@ -86,14 +86,16 @@ def test_knot_answers_authoritatively_with_the_node_name_as_nsid(pop_server):
         assert "status: NOERROR" in out and " aa" in out and f'("{name}")' in out, out
 
 
-def test_the_primary_signs_and_listens_only_on_its_unicast_address(host):
+def test_the_primary_signs_and_speaks_only_xot_beyond_its_loopback(host):
     if host.backend.get_hostname() != "primary1":
         pytest.skip("not the hidden primary")
     assert host.service("knot").is_running
     listen = host.check_output("knotc conf-read server.listen")
-    assert listen == "server.listen = 198.18.0.50@53", listen
+    assert listen == "server.listen = 127.0.0.1@53 ::1@53", listen
+    tls = host.check_output("knotc conf-read server.listen-tls")
+    assert tls == "server.listen-tls = 100.80.8.2@853 2001:db8:8008::2@853", tls
     for zone in ("example.com", "example.net"):
-        out = host.check_output(f"dig +dnssec +norec @198.18.0.50 {zone} DNSKEY")
+        out = host.check_output(f"dig +dnssec +norec @127.0.0.1 {zone} DNSKEY")
         assert "RRSIG" in out and re.search(r"DNSKEY\s+257 3 13 ", out), out  # a KSK, ECDSA P-256
 
 
