@@ -496,15 +496,7 @@ def _check_node(col, hv, host):
     elif int(addr) == 0 or addr.is_multicast():
         col.add("anycast_router_id", rid, "is not usable as a BGP router-id")
 
-    for fam, version in (("anycast_unicast_ipv4", 4), ("anycast_unicast_ipv6", 6)):
-        value = hv.get(fam)
-        if value is None:
-            continue
-        addr, err = parse_ip(value, version)
-        if err:
-            col.add(fam, value, err)
-        else:
-            facts["addresses"].append((fam, value, addr))
+    facts["addresses"].extend(_family_addresses(col, hv, "anycast_unicast"))
     if hv.get("anycast_unicast_ipv4") is None and hv.get("anycast_unicast_ipv6") is None:
         col.add("anycast_unicast_ipv4", None, "a server needs a unicast address (anycast_unicast_ipv4 or _ipv6)")
 
@@ -542,17 +534,28 @@ def _check_node(col, hv, host):
 
     # Where the primary reaches the server for NOTIFY and transfers (XoT): one of its own addresses.
     own = {addr for _key, _value, addr in facts["addresses"]}
-    for fam, version in (("anycast_xfr_ipv4", 4), ("anycast_xfr_ipv6", 6)):
-        value = hv.get(fam)
+    for key, value, addr in _family_addresses(col, hv, "anycast_xfr"):
+        if addr not in own:
+            col.add(key, value, "is not an address of this server (anycast_unicast_%s or one of anycast_interfaces): "
+                    "the hidden primary reaches the server there" % key.rsplit("_", 1)[1])
+    return links, facts
+
+
+def _family_addresses(col, hv, prefix):
+    """PREFIX_ipv4 and PREFIX_ipv6 where set: (key, value, address) for each that parses; the others
+    are reported."""
+    out = []
+    for version in (4, 6):
+        key = "%s_ipv%d" % (prefix, version)
+        value = hv.get(key)
         if value is None:
             continue
         addr, err = parse_ip(value, version)
         if err:
-            col.add(fam, value, err)
-        elif addr not in own:
-            col.add(fam, value, "is not an address of this server (anycast_unicast_%s or one of anycast_interfaces): "
-                    "the hidden primary reaches the server there" % ("ipv4" if version == 4 else "ipv6"))
-    return links, facts
+            col.add(key, value, err)
+        else:
+            out.append((key, value, addr))
+    return out
 
 
 SOA_TIMER_FIELDS = ("refresh", "retry", "expire", "minimum")
