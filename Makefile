@@ -12,7 +12,7 @@ export PY_COLORS ?= 0
 
 # Debian packages the controller and the lab need (installed by `make setup` when root).
 APT_PACKAGES := python3 python3-venv git make iproute2 iputils-ping openssh-client nftables \
-                systemd-container debootstrap apt-cacher-ng
+                systemd-container debootstrap apt-cacher-ng nmap dnsperf
 
 # The agents (agents/: anycast-health, anycast-knot-exporter) as the zipapp the agents role installs.
 AGENTS_VERSION := $(shell $(PYTHON) agents/build.py --print-version)
@@ -94,12 +94,13 @@ demo: setup ## bring the lab up, run site.yml on it, print the lab's and the fle
 	$(BIN)/ansible-playbook -i inventories/lab playbooks/status.yml
 	@echo "The lab stays up: try '$(BIN)/anycast-lab probe --from cl-syd', Prometheus at http://198.18.0.51:9090 (alerts: /alerts), then '$(BIN)/anycast-lab down'."
 
-bench: setup ## on fresh labs (about 90 min): playbook timings old vs new way, RTT table, failover ours vs seed 002, 5/10/20 servers -> reports/
+bench: setup ## on fresh labs (about 90 min): playbook timings old vs new way, RTT table, failover ours vs seed 002, firewall on/off q/s, 5/10/20 servers -> reports/
 	@set -e; trap '$(BIN)/anycast-lab down >/dev/null' EXIT; \
 	bench="env PYTHONPATH=lab $(BIN)/python -m anycast_lab.bench"; \
 	$$bench speed --out reports; \
 	$$bench rtt --out reports; \
 	$$bench failover --out reports; \
+	$$bench firewall --out reports; \
 	$$bench scale --out reports --servers 5,10,20
 
 lab-up: setup ## bring the lab up (idempotent)

@@ -89,6 +89,18 @@ BROKEN = [
     ("gru.yml", "anycast_pop: gru", "anycast_pop: sao", "gru1", "anycast_pop", "sao"),
     ("hkg.yml", "ansible_host: 192.0.2.12", "ansible_host: 192.0.2.12\n        hkg3:", "hkg3", "anycast_router_id",
      "None"),
+    # The host firewall's inputs, and every address in the role it plays.
+    ("group_vars/all/service.yml", "  - 192.0.2.0/24\n", "  - 0.0.0.0/0\n", "tyo1",
+     "anycast_management_networks[0]", "0.0.0.0/0"),
+    ("group_vars/all/service.yml", "  - 192.0.2.0/24\n", "  - 192.0.2.0/24\n  - 203.0.113.0/25\n", "primary1",
+     "anycast_management_networks[1]", "203.0.113.0/25"),
+    ("host_vars/fra1.yml", "    max_prefix: 10\n", "    max_prefix: 10\n    multihop: 2\n    ttl_security_hops: 1\n",
+     "fra1", "anycast_upstreams[0](transit).ttl_security_hops", "multihop (2)"),
+    ("gru.yml", "ansible_host: 192.0.2.203", "ansible_host: 203.0.113.9", "gru1", "ansible_host", "203.0.113.9"),
+    ("infra.yml", "ansible_host: 192.0.2.151", "ansible_host: 192.0.2.150", "monitor1", "ansible_host",
+     "192.0.2.150"),
+    ("group_vars/all/service.yml", "  ipv4: 192.0.2.150", "  ipv4: 203.0.113.150", "gru2",
+     "anycast_hidden_primary.ipv4", "203.0.113.150"),
 ]
 
 

@@ -32,7 +32,8 @@ def test_the_agents_role_pins_the_agents_version_and_installs_where_the_agents_e
     assert agents["__agents_install_dir"] == paths.INSTALL_DIR
     assert agents["__agents_bin_dir"] == paths.BIN_DIR
     assert sorted(agents["__agents_commands"]) == sorted(
-        os.path.basename(c) for c in (paths.HEALTH_COMMAND, paths.KNOT_EXPORTER_COMMAND))
+        os.path.basename(c) for c in (paths.HEALTH_COMMAND, paths.KNOT_EXPORTER_COMMAND,
+                                       paths.FIREWALL_COUNTERS_COMMAND))
     assert os.path.basename(agents["__agents_zipapp"].replace("{{ agents_version }}", __version__)) == \
         paths.zipapp_name(__version__)
 

@@ -1,6 +1,7 @@
 """What the anycast DNS fleet runs on its nodes: the health daemon that decides whether a PoP
-server announces (anycast-health) and the Prometheus exporter of the local Knot
-(anycast-knot-exporter). Built into one zipapp, anycast-agents-<version>.pyz, that the collection's
-agents role installs; each command is a link to it."""
+server announces (anycast-health), the Prometheus exporter of the local Knot
+(anycast-knot-exporter) and the host firewall's drop counters (anycast-firewall-counters). Built into
+one zipapp, anycast-agents-<version>.pyz, that the collection's agents role installs; each command
+is a link to it."""
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"

@@ -1,5 +1,5 @@
-"""One zipapp, several commands: called through a link named anycast-health or
-anycast-knot-exporter (or with that name as its first argument), it runs that command."""
+"""One zipapp, several commands: called through a link named anycast-health,
+anycast-knot-exporter or anycast-firewall-counters (or with that name as its first argument), it runs that command."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import sys
 
 from . import __version__
 
-COMMANDS = ("anycast-health", "anycast-knot-exporter")
+COMMANDS = ("anycast-health", "anycast-knot-exporter", "anycast-firewall-counters")
 
 
 def run(name: str, argv: list[str]) -> int:
     if name == "anycast-health":
         from .health.cli import main  # noqa: PLC0415 - each command loads only what it needs
+    elif name == "anycast-firewall-counters":
+        from .firewall_counters import main  # noqa: PLC0415
     else:
         from .knot_exporter import main  # noqa: PLC0415
     return main(argv)
@@ -28,7 +30,7 @@ def main() -> int:
     if sys.argv[1:] == ["--version"]:
         print(f"anycast-agents {__version__}")
         return 0
-    print(f"anycast-agents {__version__}: run as {' or '.join(COMMANDS)} (a link to this file), or give the "
+    print(f"anycast-agents {__version__}: run as {', '.join(COMMANDS)} (a link to this file), or give the "
           "command's name as the first argument", file=sys.stderr)
     return 2
 

@@ -9,6 +9,7 @@ INSTALL_DIR = "/usr/local/lib/anycast-dns"  # the zipapp, one file per version
 BIN_DIR = "/usr/local/sbin"  # the commands: links to the zipapp
 HEALTH_COMMAND = BIN_DIR + "/anycast-health"
 KNOT_EXPORTER_COMMAND = BIN_DIR + "/anycast-knot-exporter"
+FIREWALL_COUNTERS_COMMAND = BIN_DIR + "/anycast-firewall-counters"
 
 HEALTH_CONFIG = "/etc/anycast-health/config.json"
 HEALTH_RUN_DIR = "/run/anycast-health"  # state.json, the family flags keepalived tracks, heartbeat
@@ -20,6 +21,12 @@ KNOT_SOCKET = "/run/knot/knot.sock"
 KNOT_EXPORTER_LISTEN = "127.0.0.1:9433"
 # The node's zone-transfer TLS certificate (XoT; role knot_dns), whose expiry the exporter reports.
 XOT_CERT = "/etc/knot/tls/xot.crt"
+
+# The host firewall (role host_firewall): its nftables table (family inet), the textfile its drop
+# counters go to (node_exporter's textfile collector), the mark its commit-confirm guard leaves.
+FIREWALL_TABLE = "anycast_firewall"
+FIREWALL_TEXTFILE = "/var/lib/prometheus/node-exporter/anycast_firewall.prom"
+FIREWALL_ROLLBACK_MARK = "/run/anycast-firewall-rolled-back"
 
 
 def zipapp_name(version: str) -> str:

@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleError
@@ -14,7 +18,27 @@ from ansible_collections.anycast.dns.plugins.plugin_utils import inventory_rules
 
 ARGUMENT_SPEC = {
     "servers_group": {"type": "str", "default": "anycast_servers"},
+    "infra_groups": {"type": "list", "elements": "str", "default": ["dns_primary", "monitoring"]},
 }
+
+
+def controller_route(address):
+    """The controller's route to ADDRESS (`ip -j route get`, which sends nothing): {src, onlink}, or None
+    when it cannot be known (not an IP address, no ip command, no route)."""
+    try:
+        ipaddress.ip_address(str(address))
+    except ValueError:
+        return None
+    ip = shutil.which("ip") or "/usr/sbin/ip"
+    try:
+        proc = subprocess.run([ip, "-j", "route", "get", str(address)], capture_output=True, text=True,
+                              timeout=5, check=False, env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        routes = json.loads(proc.stdout) if proc.returncode == 0 else []
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    if not routes or not isinstance(routes[0], dict):
+        return None
+    return {"src": routes[0].get("prefsrc"), "onlink": "gateway" not in routes[0] and routes[0].get("type") != "local"}
 
 
 def _plain(value):
@@ -52,22 +76,28 @@ class ActionModule(ActionBase):
         hosts = list(task_vars.get("groups", {}).get(group, []))
         hostvars = task_vars.get("hostvars", {})
 
+        groups = task_vars.get("groups", {})
+        infra_hosts = [h for g in args["infra_groups"] for h in groups.get(g, []) if h not in hosts]
         servers = {}
+        infra = {}
         errors = []
-        for host in hosts:
+        for host in hosts + infra_hosts:
             host_vars = hostvars[host]
-            servers[host] = {}
-            for key in rules.SERVER_KEYS:
+            target = servers if host in hosts else infra
+            target[host] = {}
+            for key in rules.SERVER_KEYS if host in hosts else rules.INFRA_KEYS:
                 try:
                     if key not in host_vars:
                         continue
-                    servers[host][key] = _plain(host_vars[key])
+                    target[host][key] = _plain(host_vars[key])
                 except Exception as exc:  # templating errors: undefined vault var, bad Jinja, ...
                     errors.append(rules.Problem(host, key, "<unresolved>",
                                                 "cannot be resolved: %s" % to_text(exc).splitlines()[0]))
+            if "ansible_host" in target[host] and host_vars.get("ansible_connection", "ssh") not in ("local",):
+                target[host][rules.ROUTE_KEY] = controller_route(target[host]["ansible_host"])
 
         warnings = []
-        problems = rules.check_fleet(servers, errors, warnings)
+        problems = rules.check_fleet(servers, errors, warnings, infra=infra)
         lines = rules.format_problems(problems)
         pops = sorted({v.get("anycast_pop") for v in servers.values() if isinstance(v.get("anycast_pop"), str)})
         result["changed"] = False

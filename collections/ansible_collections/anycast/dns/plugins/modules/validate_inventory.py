@@ -21,6 +21,13 @@ options:
     description: Inventory group that holds every anycast PoP server.
     type: str
     default: anycast_servers
+  infra_groups:
+    description:
+      - Inventory groups of the other hosts the roles manage (the hidden primary, the monitoring node).
+        Their management networks and connection addresses are checked too.
+    type: list
+    elements: str
+    default: [dns_primary, monitoring]
 attributes:
   check_mode:
     support: full
@@ -35,6 +42,9 @@ attributes:
 notes:
   - Rules, with the variable each concerns, are listed in the collection's docs/inventory-model.md.
   - Passwords are never printed; a missing one is shown as V(<empty>).
+  - Where the controller's route to a host is on-link (C(ip route get) names no gateway), its source
+    address must be inside C(anycast_management_networks); behind a router or NAT it cannot be known
+    and the host firewall's commit-confirm guard is the safety net.
 author:
   - anycast.dns contributors (@anycast-dns)
 """
@@ -78,6 +88,7 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "servers_group": {"type": "str", "default": "anycast_servers"},
+            "infra_groups": {"type": "list", "elements": "str", "default": ["dns_primary", "monitoring"]},
         },
         supports_check_mode=True,
     )

@@ -48,7 +48,13 @@ SERVER_KEYS = (
     "anycast_soa_timers",
     "anycast_interfaces",
     "anycast_upstreams",
+    "anycast_management_networks",
+    "ansible_host",
 )
+# What the action plugin reads of the hidden primary and the monitoring node (they get a host
+# firewall too), and the key under which it adds the controller's route to each host.
+INFRA_KEYS = ("anycast_management_networks", "ansible_host")
+ROUTE_KEY = "_controller_route"
 
 UPSTREAM_TYPES = ("transit", "ixp")
 SCOPES = ("global", "local")
@@ -558,6 +564,65 @@ def _family_addresses(col, hv, prefix):
     return out
 
 
+def _check_management(col, hv, parsed_aggs):
+    """anycast_management_networks: what the host firewall opens everything to. Returns the parsed
+    networks (possibly empty)."""
+    key = "anycast_management_networks"
+    nets = hv.get(key)
+    if nets is None:
+        col.add(key, None, "is required: the networks SSH, scrapes and operators come from (role host_firewall "
+                "drops everything else that is not DNS or BGP/BFD from a neighbour)")
+        return []
+    if not isinstance(nets, list) or not nets:
+        col.add(key, nets, "must be a non-empty list of prefixes (an empty list would lock the operator out)")
+        return []
+    parsed = []
+    for idx, value in enumerate(nets):
+        net, err = parse_prefix(value)
+        item = "%s[%d]" % (key, idx)
+        if err:
+            col.add(item, value, err)
+            continue
+        if net.prefixlen == 0:
+            col.add(item, value, "would open SSH and every other port to the whole Internet")
+            continue
+        clash = next((akey for akey, _avalue, agg, _allow in parsed_aggs
+                      if agg.version == net.version and (net in agg or agg in net)), None)
+        if clash:
+            col.add(item, value, "overlaps the announced aggregate (%s): a source inside our own anycast prefix "
+                    "arrives from anywhere on the Internet" % clash)
+            continue
+        parsed.append((item, value, net))
+    return parsed
+
+
+def _check_controller(col, hv, mgmt):
+    """The controller's own source must be inside a management network where it can be known: its
+    route to the host is on-link (no router, no NAT between them)."""
+    route = hv.get(ROUTE_KEY)
+    if not mgmt or not isinstance(route, dict) or not route.get("onlink") or not route.get("src"):
+        return
+    src, err = parse_ip(route["src"])
+    if err or any(src in net for _key, _value, net in mgmt):
+        return
+    col.add("anycast_management_networks", [v for _k, v, _n in mgmt],
+            "does not hold the controller's address %s (its route to %s is on-link): the host firewall would "
+            "lock Ansible out" % (src, hv.get("ansible_host")))
+
+
+def _check_connection_address(col, hv, parsed_aggs):
+    """ansible_host must reach this very host: not an anycast address, not inside an aggregate."""
+    value = hv.get("ansible_host")
+    addr, err = parse_ip(value) if isinstance(value, str) else (None, "not an address")
+    if err:
+        return None  # a host name: nothing to compare
+    for akey, _avalue, agg, _allow in parsed_aggs:
+        if addr in agg:
+            col.add("ansible_host", value, "is inside the announced aggregate (%s): Ansible would reach whichever "
+                    "PoP the routing picks, not this host" % akey)
+    return addr
+
+
 SOA_TIMER_FIELDS = ("refresh", "retry", "expire", "minimum")
 
 
@@ -631,6 +696,18 @@ def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
         if not _is_int(multihop) or not MULTIHOP_RANGE[0] <= multihop <= MULTIHOP_RANGE[1]:
             col.add(key + ".multihop", multihop, "must be a TTL 0..255 (0 = directly connected)")
             multihop = 0
+
+        gtsm = up.get("ttl_security_hops")
+        if gtsm is not None:
+            if not _is_int(gtsm) or not 0 <= gtsm <= 254:
+                col.add(key + ".ttl_security_hops", gtsm, "must be a hop count 0..254 (0 = GTSM off, 1 = directly "
+                        "connected)")
+            elif gtsm > 0 and multihop > 1:
+                col.add(key + ".ttl_security_hops", gtsm,
+                        "and multihop (%d) exclude each other (FRR refuses ttl-security with ebgp-multihop): a session "
+                        "%d hops away with GTSM sets ttl_security_hops: %d alone" % (multihop, multihop, multihop))
+            elif gtsm > 1:
+                multihop = gtsm  # a neighbour that far is not on a link
 
         if up.get("ipv4") is None and up.get("ipv6") is None:
             col.add(key, name, "needs a neighbour address (ipv4 and/or ipv6)")
@@ -727,6 +804,31 @@ def check_server(host, hv):
     profiles = _check_bfd_profiles(col, hv)
     links, facts = _check_node(col, hv, host)
     _check_upstreams(col, hv, our_asn=our_asn, links=links, profiles=profiles, parsed_aggs=parsed_aggs)
+    mgmt = _check_management(col, hv, parsed_aggs)
+    _check_controller(col, hv, mgmt)
+    for idx, up in enumerate(hv.get("anycast_upstreams") or []):
+        for fam in ("ipv4", "ipv6"):
+            addr, err = parse_ip(up.get(fam)) if isinstance(up, dict) and up.get(fam) is not None else (None, "-")
+            clash = None if err else next((k for k, _v, net in mgmt if addr in net), None)
+            if clash:
+                col.add("anycast_upstreams[%d](%s).%s" % (idx, up.get("name"), fam), up.get(fam),
+                        "is inside a management network (%s): a BGP neighbour would reach every port" % clash)
+    primary = hv.get("anycast_hidden_primary") if isinstance(hv.get("anycast_hidden_primary"), dict) else {}
+    own = {addr: key for key, _value, addr in facts["addresses"]}
+    for fam in ("ipv4", "ipv6"):
+        addr, err = parse_ip(primary.get(fam)) if primary.get(fam) is not None else (None, "-")
+        if err:
+            continue
+        if addr in own:
+            col.add("anycast_hidden_primary." + fam, primary.get(fam),
+                    "is this server's own address (%s): the primary is another machine" % own[addr])
+        for akey, _avalue, agg, _allow in parsed_aggs:
+            if addr in agg:
+                col.add("anycast_hidden_primary." + fam, primary.get(fam),
+                        "is inside the announced aggregate (%s): the primary is never announced, transfers "
+                        "would reach a PoP server instead" % akey)
+    facts["connection"] = _check_connection_address(col, hv, parsed_aggs)
+    facts["aggregates"] = parsed_aggs
     facts["warnings"] = warnings
     return col.problems, facts
 
@@ -786,10 +888,20 @@ def fleet_warnings(servers):
     return warnings
 
 
-def check_fleet(servers, errors=None, warnings=None):
+def _check_infra(host, hv, aggregates):
+    """The hidden primary and the monitoring node: their management networks and connection address."""
+    col = _Collector(host)
+    mgmt = _check_management(col, hv, aggregates)
+    _check_controller(col, hv, mgmt)
+    return col.problems, _check_connection_address(col, hv, aggregates)
+
+
+def check_fleet(servers, errors=None, warnings=None, infra=None):
     """Run every rule on the fleet.
 
     servers: {host: {var: value}} for every host of the servers group.
+    infra: {host: {var: value}} for the other hosts the roles manage (hidden primary, monitoring node):
+    INFRA_KEYS and the controller's route.
     errors: problems already found while reading the inventory (e.g. undefined vars).
     warnings: a list that receives, sorted and without duplicates, what is allowed but unwise.
     Returns a list of Problem, sorted and without duplicates.
@@ -801,7 +913,8 @@ def check_fleet(servers, errors=None, warnings=None):
         return problems
 
     pop_members = {}
-    unique = {"node name": {}, "router-id": {}, "address": {}}
+    unique = {"node name": {}, "router-id": {}, "address": {}, "connection address (ansible_host)": {}}
+    aggregates = []
     pop_lists = {}
     for host in sorted(servers):
         hv = servers[host] or {}
@@ -829,6 +942,17 @@ def check_fleet(servers, errors=None, warnings=None):
                 (host, "anycast_router_id", hv.get("anycast_router_id")))
         for key, value, addr in facts["addresses"]:
             unique["address"].setdefault(addr, []).append((host, key, value))
+        if facts["connection"] is not None:
+            unique["connection address (ansible_host)"].setdefault(facts["connection"], []).append(
+                (host, "ansible_host", hv.get("ansible_host")))
+        aggregates = aggregates or facts["aggregates"]
+
+    for host in sorted(infra or {}):
+        infra_problems, connection = _check_infra(host, infra[host] or {}, aggregates)
+        problems.extend(infra_problems)
+        if connection is not None:
+            unique["connection address (ansible_host)"].setdefault(connection, []).append(
+                (host, "ansible_host", infra[host].get("ansible_host")))
 
     for what, table in unique.items():
         for entries in table.values():

@@ -20,6 +20,7 @@ COMMON = {
     "anycast_health": {"interval": 1, "timeout": 0.5, "fall": 2, "rise": 3},
     "anycast_bfd_profiles": {"upstream": {"receive_interval": 300, "transmit_interval": 300, "detect_multiplier": 3}},
     "anycast_bgp_require_password": True,
+    "anycast_management_networks": ["192.0.2.0/24", "2001:db8:10::/48"],
 }
 
 
@@ -659,3 +660,103 @@ def test_soa_timers_that_cannot_work_are_refused(timers, key, value, says):
     servers["tyo1"]["anycast_soa_timers"] = timers
     assert_problem(servers, "tyo1", key, value)
     assert says in "\n".join(lines(servers))
+
+
+# --------------------------------------------------------------------------- management networks
+# (the host firewall opens every port to them) and every address's role
+
+
+@pytest.mark.parametrize("bad, message", [
+    (None, "is required"),
+    ([], "non-empty list"),
+    (["0.0.0.0/0"], "whole Internet"),
+    (["::/0"], "whole Internet"),
+    (["192.0.2.1/24"], "host bits"),
+    (["203.0.113.0/25"], "overlaps the announced aggregate"),
+    (["2001:db8::/32"], "overlaps the announced aggregate"),
+    (["not-a-prefix"], "is not a prefix"),
+])
+def test_management_networks_refused(bad, message):
+    servers = fleet()
+    for hv in servers.values():
+        hv["anycast_management_networks"] = bad
+    text = "\n".join(lines(servers))
+    assert "anycast_management_networks" in text and message in text and "hkg1" in text
+
+
+def test_controller_outside_the_management_networks_on_an_on_link_route():
+    servers = fleet()
+    servers["hkg1"]["ansible_host"] = "192.0.2.11"
+    servers["hkg1"][rules.ROUTE_KEY] = {"src": "198.18.0.1", "onlink": True}
+    text = "\n".join(lines(servers))
+    assert "hkg1: anycast_management_networks" in text and "198.18.0.1" in text and "lock Ansible out" in text
+
+
+@pytest.mark.parametrize("route", [{"src": "198.18.0.1", "onlink": False}, {"src": "192.0.2.99", "onlink": True},
+                                   None])
+def test_controller_inside_or_unknowable_is_fine(route):
+    servers = fleet()
+    servers["hkg1"]["ansible_host"] = "192.0.2.11"
+    servers["hkg1"][rules.ROUTE_KEY] = route
+    assert_clean(servers)
+
+
+def test_neighbour_inside_a_management_network():
+    servers = fleet()
+    servers["hkg1"]["anycast_management_networks"] = ["192.0.2.0/24", "198.51.100.0/24"]
+    assert_problem(servers, "hkg1", "anycast_upstreams[0](transit).ipv4", "198.51.100.5")
+
+
+def test_connection_address_inside_an_aggregate():
+    servers = fleet()
+    servers["tyo1"]["ansible_host"] = "203.0.113.53"
+    assert_problem(servers, "tyo1", "ansible_host", "203.0.113.53")
+
+
+def test_connection_address_shared_by_a_server_and_the_monitoring_node():
+    servers = fleet()
+    servers["hkg1"]["ansible_host"] = "192.0.2.11"
+    infra = {"monitor1": {"ansible_host": "192.0.2.11", "anycast_management_networks": ["192.0.2.0/24"]}}
+    found = rules.format_problems(rules.check_fleet(servers, infra=infra))
+    assert any(line.startswith("hkg1: ansible_host = ") and "duplicate connection address (ansible_host): also used "
+               "by monitor1" in line for line in found), found
+    assert any(line.startswith("monitor1: ansible_host = ") and "hkg1" in line for line in found), found
+
+
+def test_the_infrastructure_hosts_management_networks_are_checked():
+    infra = {"primary1": {"ansible_host": "192.0.2.150", "anycast_management_networks": ["192.0.2.128/26"],
+                          rules.ROUTE_KEY: {"src": "192.0.2.2", "onlink": True}}}
+    found = rules.format_problems(rules.check_fleet(fleet(), infra=infra))
+    assert found == ["primary1: anycast_management_networks = ['192.0.2.128/26']: does not hold the controller's "
+                     "address 192.0.2.2 (its route to 192.0.2.150 is on-link): the host firewall would lock Ansible "
+                     "out"]
+
+
+def test_hidden_primary_inside_an_aggregate_or_on_a_pop_server():
+    servers = fleet()
+    for hv in servers.values():
+        hv["anycast_hidden_primary"]["ipv4"] = "203.0.113.200"
+        hv["anycast_hidden_primary"]["ipv6"] = "2001:db8:10::11"
+    text = "\n".join(lines(servers))
+    assert "hkg1, tyo1: anycast_hidden_primary.ipv4 = '203.0.113.200': is inside the announced aggregate" in text
+    assert "anycast_hidden_primary.ipv6 = '2001:db8:10::11': is this server's own address" in text
+
+
+def test_gtsm_and_multihop_exclude_each_other():
+    servers = fleet()
+    up(servers).update({"multihop": 3, "ttl_security_hops": 1})
+    assert_problem(servers, "hkg1", "anycast_upstreams[0](transit).ttl_security_hops", "exclude each other")
+
+
+@pytest.mark.parametrize("bad", [-1, 255, "one", 1.5])
+def test_gtsm_hops_out_of_range(bad):
+    servers = fleet()
+    up(servers)["ttl_security_hops"] = bad
+    assert_problem(servers, "hkg1", "anycast_upstreams[0](transit).ttl_security_hops", "hop count")
+
+
+def test_gtsm_hops_for_a_neighbour_beyond_the_link_or_off():
+    servers = fleet()
+    up(servers).update({"ipv4": "198.51.100.200", "ipv6": None, "ttl_security_hops": 2})
+    up(servers, "tyo1")["ttl_security_hops"] = 0
+    assert_clean(servers)
