@@ -104,9 +104,15 @@ def render(topo: Topology, node: Node) -> str:
             f"  transmit-interval {BFD_PROFILE['transmit_interval']}",
             f"  detect-multiplier {BFD_PROFILE['detect_multiplier']}",
             " exit",
-            "exit",
-            "!",
         ]
+        # GTSM on the servers' sessions makes FRR run their BFD as multihop (RFC 5883). FRR 8.4
+        # creates such a session only once BGP is up, and FRR 10 (the Debian 13 servers) starts BGP
+        # only once BFD is up: a session configured here exists from the start and breaks the wait.
+        for _peer, iface, peer_iface in servers:
+            for addr, own in ((peer_iface.ipv4.ip, iface.ipv4.ip), (peer_iface.ipv6.ip, iface.ipv6.ip)):
+                lines += [f" peer {addr} multihop local-address {own}", f"  profile {BFD_PROFILE['name']}",
+                          " exit"]
+        lines += ["exit", "!"]
     lines += [
         f"router bgp {node.asn}",
         f" bgp router-id {node.loopback4}",
@@ -119,8 +125,8 @@ def render(topo: Topology, node: Node) -> str:
     if node.role == "eyeball" and any(p.role == "route-server" for p, _, _ in sessions):
         lines.append(" no bgp enforce-first-as")
     af_lines: dict[int, list[str]] = {4: [], 6: []}
-    for peer, _iface, peer_iface in sessions:
-        for family, addr in ((4, peer_iface.ipv4.ip), (6, peer_iface.ipv6.ip)):
+    for peer, iface, peer_iface in sessions:
+        for family, addr, own in ((4, peer_iface.ipv4.ip, iface.ipv4.ip), (6, peer_iface.ipv6.ip, iface.ipv6.ip)):
             lines += [
                 f" neighbor {addr} remote-as {topo.asn if peer.kind == 'server' else peer.asn}",
                 f" neighbor {addr} description {peer.name}",
@@ -132,6 +138,11 @@ def render(topo: Topology, node: Node) -> str:
                 upstream = UPSTREAM_NAME[node.role]
                 lines += [
                     f" neighbor {addr} password {md5_password(peer.name, upstream)}",
+                    # GTSM (RFC 5082): the server sends TTL 255 and accepts only 255, as we do. FRR then
+                    # runs the session's BFD as multihop (RFC 5883), whose source it knows before the
+                    # session is up only from update-source (FRR 10 waits for BFD before BGP).
+                    f" neighbor {addr} ttl-security hops 1",
+                    f" neighbor {addr} update-source {own}",
                     f" neighbor {addr} bfd profile {BFD_PROFILE['name']}",
                 ]
                 af += [
