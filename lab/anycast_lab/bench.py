@@ -1,7 +1,7 @@
 """Benchmarks on a running lab, written to reports/ (Markdown and summary.json). `make bench` runs
 them on a fresh lab with site.yml applied.
 
-    python -m anycast_lab.bench speed|rtt|failover|scale [--out reports]
+    python -m anycast_lab.bench speed|rtt|failover|scale|firewall [--out reports]
 
 rtt: the catchment and RTT table of seed 002 section 4: per client region, the RTT to a single
 unicast site in Hong Kong, the RTT to the anycast address, the PoP that answered (NSID) and the
@@ -23,6 +23,9 @@ lab, brings up a bigger one (lab/anycast_lab/scale.py: extra real PoP servers) a
 then the new way, converges it and times the idempotent site.yml for the first 5, 10, 20 PoP
 servers (--servers) -> timings.md, timings.png, summary.json `timings.idempotent_by_servers`;
 the scaled lab is removed afterwards.
+firewall: one PoP server's answered queries per second (dnsperf from London at the anycast address)
+with the host firewall on and off, alternating, in one run (lab/anycast_lab/fwbench.py) ->
+firewall.md, summary.json key `firewall` (the on/off ratio of the medians).
 Every ansible-playbook run's output goes to <out>/logs/.
 """
 
@@ -38,7 +41,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from . import engine, failover, plots, scale, speed, topology
+from . import engine, failover, fwbench, plots, scale, speed, topology
 from .paths import REPO
 from .playbook import playbook
 from .probe import run_probe, walk_path
@@ -237,7 +240,7 @@ def timings_markdown(t: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m anycast_lab.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["speed", "rtt", "failover", "scale"], help="which benchmark")
+    parser.add_argument("what", choices=["speed", "rtt", "failover", "scale", "firewall"], help="which benchmark")
     parser.add_argument("--repeat", type=int, default=speed.REPEAT, help="speed: runs of each timed step (default 3)")
     parser.add_argument("--servers", default="5,10,20", help="scale: PoP server counts to time (default 5,10,20)")
     parser.add_argument("--faults", help="failover: only these faults (comma-separated keys: "
@@ -262,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.what == "speed":
             bench_speed(out, args.repeat)
+            return 0
+        if args.what == "firewall":
+            data = fwbench.run()
+            (out / "firewall.md").write_text(fwbench.markdown(data))
+            merge_summary(out / "summary.json", "firewall", data)
+            print(f"[bench] firewall on/off: {data['ratio']} (medians {data['median_on']:.0f} / "
+                  f"{data['median_off']:.0f} q/s); wrote {out / 'firewall.md'}")
             return 0
         if args.what == "scale":
             bench_scale(out, [int(x) for x in args.servers.split(",")])
