@@ -623,6 +623,32 @@ def _check_connection_address(col, hv, parsed_aggs):
     return addr
 
 
+def _check_address_roles(col, hv, own_addresses, mgmt, parsed_aggs):
+    """Addresses that play roles which exclude each other: a BGP neighbour inside a management network,
+    the hidden primary on this server or inside an aggregate."""
+    for idx, up in enumerate(hv.get("anycast_upstreams") or []):
+        for fam in ("ipv4", "ipv6"):
+            addr, err = parse_ip(up.get(fam)) if isinstance(up, dict) and up.get(fam) is not None else (None, "-")
+            clash = None if err else next((k for k, _v, net in mgmt if addr in net), None)
+            if clash:
+                col.add("anycast_upstreams[%d](%s).%s" % (idx, up.get("name"), fam), up.get(fam),
+                        "is inside a management network (%s): a BGP neighbour would reach every port" % clash)
+    primary = hv.get("anycast_hidden_primary") if isinstance(hv.get("anycast_hidden_primary"), dict) else {}
+    own = {addr: key for key, _value, addr in own_addresses}
+    for fam in ("ipv4", "ipv6"):
+        addr, err = parse_ip(primary.get(fam)) if primary.get(fam) is not None else (None, "-")
+        if err:
+            continue
+        if addr in own:
+            col.add("anycast_hidden_primary." + fam, primary.get(fam),
+                    "is this server's own address (%s): the primary is another machine" % own[addr])
+        for akey, _avalue, agg, _allow in parsed_aggs:
+            if addr in agg:
+                col.add("anycast_hidden_primary." + fam, primary.get(fam),
+                        "is inside the announced aggregate (%s): the primary is never announced, transfers "
+                        "would reach a PoP server instead" % akey)
+
+
 SOA_TIMER_FIELDS = ("refresh", "retry", "expire", "minimum")
 
 
@@ -806,27 +832,7 @@ def check_server(host, hv):
     _check_upstreams(col, hv, our_asn=our_asn, links=links, profiles=profiles, parsed_aggs=parsed_aggs)
     mgmt = _check_management(col, hv, parsed_aggs)
     _check_controller(col, hv, mgmt)
-    for idx, up in enumerate(hv.get("anycast_upstreams") or []):
-        for fam in ("ipv4", "ipv6"):
-            addr, err = parse_ip(up.get(fam)) if isinstance(up, dict) and up.get(fam) is not None else (None, "-")
-            clash = None if err else next((k for k, _v, net in mgmt if addr in net), None)
-            if clash:
-                col.add("anycast_upstreams[%d](%s).%s" % (idx, up.get("name"), fam), up.get(fam),
-                        "is inside a management network (%s): a BGP neighbour would reach every port" % clash)
-    primary = hv.get("anycast_hidden_primary") if isinstance(hv.get("anycast_hidden_primary"), dict) else {}
-    own = {addr: key for key, _value, addr in facts["addresses"]}
-    for fam in ("ipv4", "ipv6"):
-        addr, err = parse_ip(primary.get(fam)) if primary.get(fam) is not None else (None, "-")
-        if err:
-            continue
-        if addr in own:
-            col.add("anycast_hidden_primary." + fam, primary.get(fam),
-                    "is this server's own address (%s): the primary is another machine" % own[addr])
-        for akey, _avalue, agg, _allow in parsed_aggs:
-            if addr in agg:
-                col.add("anycast_hidden_primary." + fam, primary.get(fam),
-                        "is inside the announced aggregate (%s): the primary is never announced, transfers "
-                        "would reach a PoP server instead" % akey)
+    _check_address_roles(col, hv, facts["addresses"], mgmt, parsed_aggs)
     facts["connection"] = _check_connection_address(col, hv, parsed_aggs)
     facts["aggregates"] = parsed_aggs
     facts["warnings"] = warnings
