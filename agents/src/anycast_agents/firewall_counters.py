@@ -59,7 +59,8 @@ class Collector:
         loaded.add_metric([], 1 if self.counters is not None else 0)
         yield loaded
         rolled = GaugeMetricFamily("anycast_firewall_rolled_back",
-                                   "1 when the commit-confirm guard restored the previous ruleset (since the last load)")
+                                   "1 when the commit-confirm guard restored the previous ruleset "
+                                   "(since the last load)")
         rolled.add_metric([], 1 if self.rolled_back else 0)
         yield rolled
         if self.counters is None:
