@@ -1,10 +1,12 @@
 # Copyright: contributors to the anycast.dns collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters for the host firewall (role host_firewall). Documentation: upstream_interfaces.yml next to this file."""
+"""Filters for the host firewall (role host_firewall). Documentation: upstream_interfaces.yml and
+xfr_addresses.yml next to this file."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
@@ -55,6 +57,25 @@ def upstream_interfaces(upstreams, interfaces):
     return out
 
 
+def xfr_addresses(hosts):
+    """The zone-transfer addresses of these hosts (their hostvars): anycast_xfr_ipv4/6, else
+    anycast_unicast_ipv4/6, as knot_dns sends NOTIFY to them and expects transfers from them."""
+    out = []
+    for hv in hosts or []:
+        if not isinstance(hv, Mapping):
+            raise AnsibleFilterError(f"xfr_addresses: expected a host's variables, got {type(hv).__name__}")
+        for fam in ("ipv4", "ipv6"):
+            value = hv.get(f"anycast_xfr_{fam}") or hv.get(f"anycast_unicast_{fam}")
+            if not value:
+                continue
+            try:
+                out.append(str(ipaddress.ip_address(str(value))))
+            except ValueError as exc:
+                name = hv.get("inventory_hostname", "?")
+                raise AnsibleFilterError(f"xfr_addresses: host {name}: transfer address {value}: {exc}") from exc
+    return out
+
+
 class FilterModule:
     def filters(self):
-        return {"upstream_interfaces": upstream_interfaces}
+        return {"upstream_interfaces": upstream_interfaces, "xfr_addresses": xfr_addresses}

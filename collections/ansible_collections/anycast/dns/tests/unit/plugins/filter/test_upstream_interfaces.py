@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.anycast.dns.plugins.filter.firewall import upstream_interfaces
+from ansible_collections.anycast.dns.plugins.filter.firewall import upstream_interfaces, xfr_addresses
 
 INTERFACES = [
     {"name": "mgmt0", "ipv4": "198.18.0.11/24"},
@@ -35,3 +35,15 @@ def test_a_neighbour_beyond_the_link_may_arrive_on_any_interface(far):
 def test_a_directly_connected_neighbour_on_no_link_is_named():
     with pytest.raises(AnsibleFilterError, match="upstream lost: ipv4 = 192.0.2.99 is on none of the interfaces"):
         upstream_interfaces([{"name": "lost", "ipv4": "192.0.2.99"}], INTERFACES)
+
+
+def test_transfer_addresses_fall_back_to_the_unicast_ones_as_knot_dns_does():
+    hosts = [{"inventory_hostname": "fra1", "anycast_xfr_ipv4": "100.64.23.2", "anycast_unicast_ipv4": "198.18.0.31",
+              "anycast_unicast_ipv6": "2001:db8:10::31"},
+             {"inventory_hostname": "gru1", "anycast_unicast_ipv4": "192.0.2.41"}]
+    assert xfr_addresses(hosts) == ["100.64.23.2", "2001:db8:10::31", "192.0.2.41"]
+
+
+def test_a_transfer_address_that_does_not_parse_names_host_and_value():
+    with pytest.raises(AnsibleFilterError, match="host tyo1: transfer address 100.64.22.300"):
+        xfr_addresses([{"inventory_hostname": "tyo1", "anycast_xfr_ipv4": "100.64.22.300"}])
