@@ -592,6 +592,14 @@ def _check_management(col, hv, parsed_aggs):
             col.add(item, value, "overlaps the announced aggregate (%s): a source inside our own anycast prefix "
                     "arrives from anywhere on the Internet" % clash)
             continue
+        # nftables refuses overlapping elements in one set ("conflicting intervals"): the ruleset would
+        # fail on the node. Name the wider one to drop.
+        inner = next(((pitem, pvalue) for pitem, pvalue, pnet in parsed
+                      if pnet.version == net.version and (pnet in net or net in pnet)), None)
+        if inner:
+            col.add(item, value, "overlaps %s (%s): list each management network once (keep the wider one)"
+                    % inner)
+            continue
         parsed.append((item, value, net))
     return parsed
 

@@ -675,6 +675,11 @@ def test_soa_timers_that_cannot_work_are_refused(timers, key, value, says):
     (["203.0.113.0/25"], "overlaps the announced aggregate"),
     (["2001:db8::/32"], "overlaps the announced aggregate"),
     (["not-a-prefix"], "is not a prefix"),
+    (["192.0.2.0/24", "192.0.2.128/25"], "anycast_management_networks[1] = '192.0.2.128/25': overlaps "
+                                         "anycast_management_networks[0] (192.0.2.0/24)"),
+    (["2001:db8:10:1::/64", "192.0.2.0/24", "2001:db8:10::/48"], "anycast_management_networks[2] = "
+                                                                 "'2001:db8:10::/48': overlaps "
+                                                                 "anycast_management_networks[0]"),
 ])
 def test_management_networks_refused(bad, message):
     servers = fleet()
