@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from anycast_lab import bench
+from anycast_lab.shell import LabError
 from anycast_lab.topology import load
 
 TOPO = load()
@@ -43,3 +46,18 @@ def test_summary_rtt_key_merges_into_summary_json(tmp_path):
     assert data["failover"] == [{"fault": "x"}]
     assert data["rtt"] == [{"region": "cl-lon", "pop": "fra", "unicast_ms": 190.4, "anycast_ms": 13.2,
                             "improvement_pct": 93.1}]
+
+
+def test_the_firewall_bench_whitelists_its_client_in_rrl_and_nothing_else():
+    from anycast_lab.fwbench import whitelisted  # noqa: PLC0415
+
+    conf = ("mod-rrl:\n  - id: default\n    rate-limit: 200\n    slip: 2\n\nmod-stats:\n  - id: default\n"
+            "    request-protocol: on\n")
+    out = whitelisted(conf, "100.80.4.0/24")
+    assert out == ("mod-rrl:\n  - id: default\n    rate-limit: 200\n    slip: 2\n    whitelist: [ 100.80.4.0/24 ]\n\n"
+                   "mod-stats:\n  - id: default\n    request-protocol: on\n")
+    # A whitelist the inventory set already keeps its networks.
+    conf2 = "mod-rrl:\n  - id: default\n    rate-limit: 200\n    whitelist: [ 192.0.2.0/24 ]\n"
+    assert "    whitelist: [ 100.80.4.0/24, 192.0.2.0/24 ]\n" in whitelisted(conf2, "100.80.4.0/24")
+    with pytest.raises(LabError, match="no RRL module 'default'"):
+        whitelisted("server:\n  identity: fra1\n", "100.80.4.0/24")
