@@ -481,3 +481,25 @@ def test_undrain_keeps_graceful_shutdown_only_when_the_inventory_asks(tmp_path, 
     (tmp_path / "frr.conf").write_text(conf)
     frr = Frr({"config": str(tmp_path / "frr.conf")}, print)
     assert frr._asn_and_file_wants() == ("65053", wants)
+
+
+def test_a_frr_conf_it_cannot_read_or_a_failing_vtysh_is_logged_once(tmp_path):
+    """Seen on Debian 13 under the sandbox: /etc/frr is 0700, the daemon could not read frr.conf, and
+    a drain never reached FRR without a word in the log."""
+    (tmp_path / "bgpd.pid").write_text("4242\n")
+    vtysh = tmp_path / "vtysh"
+    vtysh.write_text("#!/bin/sh\necho '% Permission denied' >&2\nexit 1\n")
+    vtysh.chmod(0o755)
+    said: list[str] = []
+    frr = Frr({"config": str(tmp_path / "missing" / "frr.conf"), "bgpd_pid": str(tmp_path / "bgpd.pid"),
+               "vtysh": str(vtysh)}, said.append)
+    for now in (0.0, 11.0, 22.0):
+        frr.reconcile(True, now)
+    assert len(said) == 1 and said[0].startswith(f"frr: cannot read {tmp_path}/missing/frr.conf"), said
+    assert "a drain cannot reach FRR" in said[0]
+    (tmp_path / "missing").mkdir()
+    (tmp_path / "missing" / "frr.conf").write_text("router bgp 65053\n")
+    for now in (33.0, 44.0):
+        frr.reconcile(True, now)
+    assert said[1:] == ["frr: vtysh 'show running-config' failed (1): % Permission denied"], said
+    assert frr.applied is None

@@ -348,7 +348,8 @@ def test_profile_seed002_runs_the_seeds_recipe_and_goes_back(steady):
         conf = sh(NODE, "cat /etc/keepalived/keepalived.conf").stdout
         assert "script \"/usr/local/bin/dns-health.sh\"" in conf and "track_file" not in conf, conf
         assert "+time=1 +tries=1" in sh(NODE, "cat /usr/local/bin/dns-health.sh").stdout
-        assert not sh(NODE, "ls /etc/systemd/system/knot.service.d/", check=False).stdout.strip()
+        # The daemon's knot.service drop-in is gone; Knot's sandbox (role knot_dns) stays.
+        assert sh(NODE, "ls /etc/systemd/system/knot.service.d/", check=False).stdout.split() == ["sandbox.conf"]
         assert wait_for(lambda: at_router(4) and at_router(6), 30, 0.5)
         s = through("seed002 profile, Knot stopped", "systemctl stop knot", duration=10, undo="systemctl start knot")
         assert s["first"] == NODE and s["last"] != NODE, s["sequence"]
@@ -359,7 +360,7 @@ def test_profile_seed002_runs_the_seeds_recipe_and_goes_back(steady):
         back = run_playbook("site.yml", INVENTORY, "-l", NODE, "--tags", "health")
     assert back.returncode == 0, back.stdout[-3000:]
     assert sh(NODE, "systemctl is-active anycast-health", check=False).stdout.strip() == "active"
-    assert sh(NODE, "ls /etc/systemd/system/knot.service.d/").stdout.strip() == "anycast-health.conf"
+    assert sh(NODE, "ls /etc/systemd/system/knot.service.d/").stdout.split() == ["anycast-health.conf", "sandbox.conf"]
     assert wait_for(lambda: announced(NODE) and at_router(4) and at_router(6), 60, 0.5), health(NODE)
 
 

@@ -22,12 +22,21 @@ class Frr:
         self.applied = None
         self.last_look = 0.0
         self.bgpd = None
+        self.said = ""
+
+    def _say_once(self, message: str) -> None:
+        # A problem that lasts is logged when it starts (and again when it changes), not every second.
+        if message != self.said:
+            self.said = message
+            if message:
+                self.log(message)
 
     def _asn_and_file_wants(self) -> tuple[str | None, bool]:
         try:
             with open(self.conf, encoding="utf-8") as fh:
                 text = fh.read()
-        except OSError:
+        except OSError as exc:
+            self._say_once(f"frr: cannot read {self.conf} ({exc}): a drain cannot reach FRR")
             return None, False
         m = re.search(r"^router bgp (\d+)\s*$", text, re.M)
         # frr_bgp renders graceful-shutdown for a drain too, marked: that one follows the flag.
@@ -57,8 +66,12 @@ class Frr:
         want = draining or file_wants
         run = self._vtysh("show running-config")
         if run is None or run.returncode != 0:
+            if run is not None:
+                self._say_once(f"frr: vtysh 'show running-config' failed ({run.returncode}): "
+                               f"{(run.stdout + run.stderr).strip()[-300:]}")
             self.applied = None
             return
+        self._say_once("")
         has = bool(re.search(r"^ bgp graceful-shutdown\s*$", run.stdout, re.M))
         if has != want:
             cmd = "bgp graceful-shutdown" if want else "no bgp graceful-shutdown"
