@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.conftest import run_playbook
-from tests.lab.conftest import lab_cli
+from tests.lab.conftest import PLAIN_HOSTS, lab_cli
 from tests.lab.fleet import (
     AGGREGATES,
     INVENTORY,
@@ -38,11 +38,13 @@ from tests.lab.fleet import (
 pytestmark = pytest.mark.lab
 
 def test_site_converges_then_changes_nothing_on_a_second_or_check_run(converged):
-    """The session's runs (tests/lab/conftest.py): site.yml on the fresh lab, again, in check mode."""
-    for name in ("second", "check"):
+    """The session's runs (tests/lab/conftest.py): site.yml on the fresh lab, again with the plain
+    linear strategy (on a server of each release, the primary and the monitoring node), then in
+    check mode on every host."""
+    for name, hosts in (("second", set(PLAIN_HOSTS)), ("check", {*SERVERS, "primary1", "monitor1"})):
         run = converged[name]
         assert run["rc"] == 0, run["output"]
-        assert set(SERVERS) <= set(run["recap"]), run["output"]
+        assert hosts <= set(run["recap"]), (name, run["output"])
         changed = {host: r["changed"] for host, r in run["recap"].items() if r["changed"]}
         assert changed == {}, f"{name} run changed something: {changed}\n{run['output']}"
 
