@@ -83,7 +83,7 @@ unit: venv ## unit and functional tests that need no root and no lab
 
 check: lint unit agents-test collection-check ## the fast tier: lint, unit, the agents on every platform's Python, the collection's own checks (no root, about 5 min)
 
-test: setup lint ## everything: lint, unit, functional, the lab tests and molecule (as root)
+test: setup lint collection-check ## everything: lint, the collection's own checks, unit, functional, the lab tests and molecule (as root)
 	$(BIN)/pytest -q
 
 demo: setup ## bring the lab up, run site.yml on it, print the lab's and the fleet's state (the lab stays up)
