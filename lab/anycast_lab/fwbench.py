@@ -24,7 +24,7 @@ from .shell import LabError
 
 SERVER, CLIENT, CLIENT_NET = "fra1", "cl-lon", "100.80.4.0/24"
 TARGET = "203.0.113.53"
-ROUNDS, SECONDS, CLIENTS = 3, 8, 8
+ROUNDS, SECONDS, CLIENTS = 5, 8, 8
 KNOT_CONF, KNOT_SAVED = "/etc/knot/knot.conf", "/run/anycast-bench-knot.conf"
 QUERIES = ["example.com SOA", "example.net SOA", "www.example.com A", "example.com NS", "nx.example.net A"]
 
