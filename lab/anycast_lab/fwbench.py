@@ -62,12 +62,15 @@ def exempt_client() -> str:
     lab_exec(SERVER, "sh", "-c", f"cat > {KNOT_CONF}", input_text=whitelisted(conf, CLIENT_NET))
     lab_exec(SERVER, "knotc", "conf-check")
     lab_exec(SERVER, "knotc", "reload")
-    return f"{CLIENT_NET} whitelisted on {SERVER} for the run (lab limit 200 answers/s per /24 otherwise)"
+    limit = re.search(r"^\s+rate-limit: (\d+)\s*$", conf, re.M)
+    return (f"{CLIENT_NET} whitelisted on {SERVER} for the run (its limit otherwise: "
+            f"{limit.group(1) + ' answers/s per /24' if limit else 'unknown'})")
 
 
 def restore_knot() -> None:
-    lab_exec(SERVER, "sh", "-c", f"test -f {KNOT_SAVED} && cp -p {KNOT_SAVED} {KNOT_CONF} && rm {KNOT_SAVED} "
-             "&& knotc reload")
+    """Puts back the knot.conf saved by exempt_client, if it saved one, and reloads Knot."""
+    lab_exec(SERVER, "sh", "-c", f"if test -f {KNOT_SAVED}; then cp -p {KNOT_SAVED} {KNOT_CONF} && rm {KNOT_SAVED} "
+             "&& knotc reload; fi")
 
 
 def dnsperf(query_file: str) -> dict:
@@ -95,6 +98,7 @@ def run(rounds: int = ROUNDS, progress=print) -> dict:
         fh.write("\n".join(QUERIES) + "\n")
         query_file = fh.name
     runs: list[dict] = []
+    rrl = "not changed"
     try:
         rrl = exempt_client()
         progress(f"[bench] {rrl}")
