@@ -13,6 +13,7 @@ through its own unit (`systemctl restart anycast-firewall`: the confirmed rulese
 
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 import subprocess
@@ -29,9 +30,14 @@ KNOT_CONF, KNOT_SAVED = "/etc/knot/knot.conf", "/run/anycast-bench-knot.conf"
 QUERIES = ["example.com SOA", "example.net SOA", "www.example.com A", "example.com NS", "nx.example.net A"]
 
 
+@functools.cache
+def _topology() -> topology.Topology:
+    return topology.load()
+
+
 def lab_exec(node: str, *argv: str, timeout: float = 120, check: bool = True,
              input_text: str | None = None) -> subprocess.CompletedProcess:
-    return shell.run(engine.exec_argv(topology.load(), node, list(argv)), check=check, timeout=timeout,
+    return shell.run(engine.exec_argv(_topology(), node, list(argv)), check=check, timeout=timeout,
                      input_text=input_text)
 
 
