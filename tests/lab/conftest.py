@@ -81,8 +81,9 @@ def fleet(lab_up) -> dict:
     The second run uses Ansible's plain linear strategy (ANSIBLE_STRATEGY=linear), so that the
     project keeps working without Mitogen. It runs on PLAIN_HOSTS only: a PoP server of each Debian
     release, the hidden primary and the monitoring node, so every role and both releases (166 s for
-    the whole fleet, 90 s for these). The check run covers every host, and molecule's idempotence
-    step (test_molecule.py) runs site.yml again over the whole fleet with the default strategy."""
+    the whole fleet, 90 s for these). The check run covers every host, and molecule's converge
+    (test_molecule.py, last) runs site.yml again over the whole fleet with the default strategy and
+    must change nothing."""
     from tests.lab.fleet import converge, fleet_problems, wait_for  # noqa: PLC0415
 
     plain = {"ANSIBLE_STRATEGY": "linear"}

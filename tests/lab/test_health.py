@@ -13,8 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -65,28 +68,38 @@ class Probe:
 
     def __init__(self, fam: int = 4, duration: float = 10, client: str = CLIENT, qname: str = "example.com."):
         self.duration = duration
+        self.stop_file = Path(tempfile.mkdtemp(prefix="anycast-probe-")) / "stop"
         env = dict(os.environ, PYTHONPATH=str(REPO / "lab"))
         self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
             [LAB, "probe", "--from", client, "--target", SERVICE[fam], "--rate", str(RATE),
-             "--duration", str(duration), "--timeout", "0.5", "--qname", qname, "--json"],
+             "--duration", str(duration), "--timeout", "0.5", "--qname", qname, "--json",
+             "--stop-file", str(self.stop_file)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.started = time.monotonic()
+
+    def stop(self) -> None:
+        """End the probe before DURATION (the run's end is then when it really stopped sending)."""
+        self.stop_file.touch()
 
     def wait_started(self, seconds: float) -> None:
         """Sleep until SECONDS into the probe: the fault comes after a steady stretch."""
         time.sleep(max(0.0, self.started + seconds - time.monotonic()))
 
     def result(self) -> dict:
-        out, err = self.proc.communicate(timeout=self.duration + 120)
+        try:
+            out, err = self.proc.communicate(timeout=self.duration + 120)
+        finally:
+            shutil.rmtree(self.stop_file.parent, ignore_errors=True)
         assert self.proc.returncode == 0, err
         data = json.loads(out)
         records = data["records"]
         answered = [r for r in records if r.get("nsid")]
         summary = data["summary"]
+        duration = summary["duration_s"]  # shorter than asked when stopped early
         # The client's outage: the longest stretch without a good answer (authoritative NOERROR),
         # edges of the run included. A SERVFAIL is an answer, not service.
         good = [r["t_ms"] for r in records if r.get("rcode") == "NOERROR" and r.get("aa")]
-        edges = [0.0, *good, self.duration * 1000.0]
+        edges = [0.0, *good, duration * 1000.0]
         summary["outage_ms"] = max(b - a for a, b in zip(edges, edges[1:], strict=False))
         summary["first"] = answered[0]["nsid"] if answered else None
         summary["last"] = answered[-1]["nsid"] if answered else None
@@ -239,6 +252,10 @@ def test_node_rebooted_announces_only_after_its_checks_rose(steady):
     p.wait_started(2)
     took = lab_cli("reboot", NODE, timeout=300).stdout.strip()
     assert wait_for(lambda: announced(NODE), 60, 0.5), health(NODE)
+    # Back at the upstream, then a steady stretch in which London is answered by fra1 again.
+    assert wait_for(lambda: at_router(4), 30, 0.2), at_router(4)
+    time.sleep(3)
+    p.stop()
     s = p.result()
     report(f"node rebooted ({took})", s)
     assert s["outage_ms"] <= 1500, s
