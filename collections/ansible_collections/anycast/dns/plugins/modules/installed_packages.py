@@ -36,10 +36,10 @@ EXAMPLES = r"""
   anycast.dns.installed_packages:
   when: ansible_facts['packages'] is not defined
 
-- name: Install Knot only when it is missing
-  ansible.builtin.package:
-    name: [knot, knot-dnsutils]
-  when: "['knot', 'knot-dnsutils'] | difference(ansible_facts['packages']) | length > 0"
+# Then: ['knot', 'knot-dnsutils'] | difference(ansible_facts['packages']) lists what to install,
+# and ansible_facts['packages']['knot'][0]['version'] is Knot's version.
+- name: Read them again after installing some (the facts of the first read do not change)
+  anycast.dns.installed_packages:
 """
 
 RETURN = r"""
