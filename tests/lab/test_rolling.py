@@ -181,10 +181,14 @@ def test_a_bad_target_is_refused_before_anything_is_touched(converged):
 
 def test_a_broken_change_stops_at_the_first_pop_which_stays_drained_and_clients_see_nothing(converged, tmp_path):
     regions = Regions(tmp_path)
-    proc, seconds = playbook("rolling.yml", "-e", json.dumps({**CHANGE, **BROKEN}))
+    # rolling_force: the change is on every PoP, so the check-mode pass would only say so; forced,
+    # the run skips it and goes straight to hkg.
+    proc, seconds = playbook("rolling.yml", "-e", "rolling_force=true", "-e", json.dumps({**CHANGE, **BROKEN}))
     result = regions.stop()
     report("broken change (local ASN 65054)", seconds, result)
     assert proc.returncode != 0
+    assert "Every PoP goes through drain, apply and undrain (rolling_force)" in proc.stdout, proc.stdout[-4000:]
+    assert "PoP hkg: rolled (hkg1: rolling_force; hkg2: rolling_force)" in proc.stdout, proc.stdout[-4000:]
     assert "Rollout stopped at PoP hkg (Hong Kong)" in proc.stdout, proc.stdout[-4000:]
     assert "step 'Go on only if every server of the PoP is ready' failed" in proc.stdout
     assert "Idle" in proc.stdout and "the PoPs after it (tyo, fra, gru) were not touched" in proc.stdout
@@ -198,8 +202,10 @@ def test_a_broken_change_stops_at_the_first_pop_which_stays_drained_and_clients_
     assert set(result["cl-hkg"]["answers_per_node"]) - {"hkg1", "hkg2"}, result["cl-hkg"]
 
     # Resuming from a later PoP is refused: hkg does not serve, so the quorum is short. (Limited to
-    # tyo, the first PoP the run would roll: its check-mode pass is the run's longest step.)
-    refused, _ = playbook("rolling.yml", "--limit", "localhost,tyo", "-e", "rolling_from=tyo", "-e", json.dumps(CHANGE))
+    # tyo, the first PoP the run would roll, and forced: the refusal comes before tyo is touched,
+    # and the check-mode pass would be the run's longest step.)
+    refused, _ = playbook("rolling.yml", "--limit", "localhost,tyo", "-e", "rolling_from=tyo",
+                          "-e", "rolling_force=true", "-e", json.dumps(CHANGE))
     assert refused.returncode != 0 and "Missing: hkg (hkg1: " in refused.stdout, refused.stdout[-3000:]
     assert bgp_asn("tyo1") == "65053" and not drain_flag("tyo1")
 

@@ -37,16 +37,16 @@ from tests.lab.fleet import (
 
 pytestmark = pytest.mark.lab
 
-def test_site_converges_then_changes_nothing_on_a_second_or_check_run(converged):
-    """The session's runs (tests/lab/conftest.py): site.yml on the fresh lab, again with the plain
-    linear strategy (on a server of each release, the primary and the monitoring node), then in
-    check mode on every host."""
-    for name, hosts in (("second", set(PLAIN_HOSTS)), ("check", {*SERVERS, "primary1", "monitor1"})):
-        run = converged[name]
-        assert run["rc"] == 0, run["output"]
-        assert hosts <= set(run["recap"]), (name, run["output"])
-        changed = {host: r["changed"] for host, r in run["recap"].items() if r["changed"]}
-        assert changed == {}, f"{name} run changed something: {changed}\n{run['output']}"
+def test_site_converges_then_changes_nothing_in_check_mode_with_the_plain_strategy(converged):
+    """The session's runs (tests/lab/conftest.py): site.yml on the fresh lab, then in check mode
+    with the plain linear strategy on a server of each release, the primary and the monitoring
+    node. (A real second run over the whole fleet is molecule's converge, asserted in
+    test_molecule.py.)"""
+    run = converged["check"]
+    assert run["rc"] == 0, run["output"]
+    assert set(PLAIN_HOSTS) <= set(run["recap"]), run["output"]
+    changed = {host: r["changed"] for host, r in run["recap"].items() if r["changed"]}
+    assert changed == {}, f"the check run would change something: {changed}\n{run['output']}"
 
 
 def test_every_session_established_with_bfd_up(converged):
