@@ -79,12 +79,15 @@ lint: venv ## yamllint, ansible-lint (profile production), ruff
 	$(BIN)/ruff check .
 
 unit: venv ## unit and functional tests that need no root and no lab
-	$(BIN)/pytest -q -m "not lab"
+	$(BIN)/pytest -q -m "not lab" -n 2
 
 check: lint unit agents-test collection-check ## the fast tier: lint, unit, the agents on every platform's Python, the collection's own checks (no root, about 5 min)
 
-test: setup lint collection-check ## everything: lint, the collection's own checks, unit, functional, the lab tests and molecule (as root)
-	$(BIN)/pytest -q
+# The three checks that need no lab run side by side (each one's output printed whole when it ends),
+# then the lab tests, which share one lab and run one after the other.
+test: setup ## everything: lint, the collection's own checks, unit, functional, the lab tests and molecule (as root)
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint collection-check unit
+	$(BIN)/pytest -q -m lab
 
 demo: setup ## bring the lab up, run site.yml on it, print the lab's and the fleet's state (the lab stays up)
 	$(BIN)/ansible-playbook -i inventories/production --vault-id production@example-vault-password.txt playbooks/validate.yml
