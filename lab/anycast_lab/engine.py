@@ -313,6 +313,9 @@ def _sysctls(node: Node) -> list[tuple[str, str]]:
         ("net.ipv6.conf.default.accept_ra", "0"),
         ("net.ipv4.conf.all.rp_filter", "0"),
         ("net.ipv4.conf.default.rp_filter", "0"),
+        # A router keeps its configured addresses when a link goes down and comes back, as real
+        # routers do (Linux would flush the IPv6 ones). The PoP servers get it from sysctl_tuning.
+        *([("net.ipv6.conf.all.keep_addr_on_down", "1")] if node.kind == "router" else []),
     ]
 
 

@@ -28,12 +28,14 @@ from tests.lab.fleet import (
     INVENTORY,
     SERVERS,
     SERVICE,
+    established_and_bfd_up,
     graceful_shutdown_seen,
     health,
     probe,
     received,
     sessions,
     sh,
+    upstreams,
     wait_for,
 )
 
@@ -42,6 +44,8 @@ pytestmark = pytest.mark.lab
 NODE, CLIENT, ROUTER = "fra1", "cl-lon", "tr-fra"
 # fra1's address on its session with tr-fra, per family.
 NODE_ADDR = {fam: ours for server, _, router, fam, ours in sessions() if server == NODE and router == ROUTER}
+# tr-fra's address on that session, per family.
+ROUTER_ADDR = {fam: next(u[f"ipv{fam}"] for u in upstreams(NODE) if u["name"] == "transit") for fam in (4, 6)}
 RATE = 50
 
 
@@ -280,12 +284,57 @@ def test_node_powered_off_upstream_drops_it_through_bfd(steady):
 
 
 def test_node_upstream_links_down(steady):
-    """fra1's only upstream link loses carrier (a cut cable: addresses stay, as on real hardware;
-    `ip link set down` alone would also flush the IPv6 addresses, which a cut does not)."""
-    sh(NODE, "sysctl -qw net.ipv6.conf.eth1.keep_addr_on_down=1")
+    """fra1's only upstream link goes down and stays down: London moves to another PoP through BFD
+    and the router's loss of carrier."""
     s = through("upstream link down", "ip link set eth1 down", duration=8, undo="ip link set eth1 up")
     assert s["first"] == NODE and s["last"] != NODE, s["sequence"]
     assert s["outage_ms"] <= 1500, s
+
+
+def interface_with(node: str, address: str) -> str:
+    """The interface of NODE that holds ADDRESS."""
+    out = sh(node, f"ip -o addr show to {address}").stdout.split()
+    assert out, f"{node} has no interface with {address}"
+    return out[1].split("@")[0]
+
+
+FLAP_S = 2  # how long the link stays down
+
+
+@pytest.mark.parametrize("side", ["server", "router"])
+def test_an_upstream_link_flap_heals_by_itself(steady, side):
+    """fra1's upstream link goes down and comes back after FLAP_S (a switch port reset, a cable
+    reseat, `ip link set down` then `up`), on fra1's side or on tr-fra's. Both ends keep their IPv6
+    addresses (net.ipv6.conf.all.keep_addr_on_down: sysctl_tuning on the server, the lab's router
+    setup on the router; Linux would flush them, and the IPv6 session would stay down for good), so
+    both sessions and BFD peers come back by themselves, both families are announced again, and
+    London is answered by fra1 again on both, with no one acting."""
+    node = NODE if side == "server" else ROUTER
+    iface = interface_with(node, NODE_ADDR[4] if side == "server" else ROUTER_ADDR[4])
+    assert sh(node, "sysctl -n net.ipv6.conf.all.keep_addr_on_down").stdout.strip() == "1"
+    p4, p6 = Probe(fam=4, duration=60), Probe(fam=6, duration=60)
+    p6.wait_started(2)
+    sh(node, f"ip link set {iface} down")
+    time.sleep(FLAP_S)
+    sh(node, f"ip link set {iface} up")
+    up = time.monotonic()
+    healed = wait_for(lambda: not any(established_and_bfd_up(NODE).values()) and at_router(4) and at_router(6), 30, 0.2)
+    back_s = time.monotonic() - up
+    time.sleep(3)  # a steady stretch with fra1 answering again
+    p4.stop()
+    p6.stop()
+    s4, s6 = p4.result(), p6.result()
+    for fam, s in ((4, s4), (6, s6)):
+        report(f"upstream link flap ({FLAP_S} s down) on the {side}'s side, IPv{fam} client", s)
+    print(f"[health] flap on the {side}'s side: sessions, BFD and both families at tr-fra back "
+          f"{back_s:.1f} s after the link came up")
+    assert healed, (established_and_bfd_up(NODE), at_router(4), at_router(6))
+    addrs = sh(NODE, f"ip -br addr show {interface_with(NODE, NODE_ADDR[4])}").stdout
+    assert NODE_ADDR[6] in addrs, addrs
+    for s in (s4, s6):
+        # Away while the link was down, back to fra1 afterwards; the outage is the move away.
+        assert s["first"] == NODE and s["last"] == NODE and len(s["sequence"]) >= 3, s["sequence"]
+        assert s["outage_ms"] <= 1500, s
 
 
 def test_only_ipv6_broken_moves_only_ipv6(steady):
