@@ -188,3 +188,36 @@ def test_every_node_exports_its_drops_by_reason(converged):
         reasons.setdefault(r["metric"]["instance"].split(":")[0], set()).add(r["metric"]["reason"])
     for node in [*SERVERS, "primary1", "monitor1"]:
         assert reasons.get(node) == {"bgp", "bfd", "icmp", "other", "invalid", "xot", "forward"}, (node, reasons)
+
+
+# The systemd units the roles install or drop into, per machine: a PoP server of each Debian
+# release (gru1, 12, runs Knot 3.2 behind the nginx XoT proxy; fra1, 13), the hidden primary and
+# the monitoring node. With the highest exposure (`systemd-analyze security`) each may have: the
+# figure the unit's or drop-in's comment states, where it states one.
+FIREWALL_UNITS = {"anycast-firewall.service": None, "anycast-firewall-counters.service": None,
+                  "anycast-firewall-counters.timer": None}
+POP_UNITS = {"knot.service": 2.1, "anycast-health.service": 2.4, "keepalived.service": 6.4, **FIREWALL_UNITS}
+UNITS = {"gru1": {**POP_UNITS, "nginx.service": 3.2}, "fra1": POP_UNITS,
+         "primary1": {"knot.service": 2.1, "anycast-knot-exporter.service": None, **FIREWALL_UNITS},
+         "monitor1": FIREWALL_UNITS}
+
+
+@pytest.mark.parametrize("node", sorted(UNITS))
+def test_the_units_and_drop_ins_the_roles_install_pass_systemd_analyze(converged, node):
+    """`systemd-analyze verify` finds nothing to say about a file the roles wrote (an unknown or
+    misspelt directive would only be logged and ignored by systemd, and its sandboxing lost), and
+    the exposure of each service is no higher than its comment says."""
+    exposure = {}
+    for unit, most in UNITS[node].items():
+        verify = sh(node, f"systemd-analyze verify {unit} 2>&1", check=False)
+        ours = [line for line in verify.stdout.splitlines() if "/etc/systemd/system/" in line]
+        assert ours == [], (node, unit, verify.stdout)
+        if not unit.endswith(".service"):
+            continue
+        out = sh(node, f"systemd-analyze security --no-pager {unit}").stdout
+        level = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out)
+        assert level, (node, unit, out[-500:])
+        exposure[unit] = float(level.group(1))
+        if most is not None:
+            assert exposure[unit] <= most, (node, unit, exposure[unit], most)
+    print(f"\n[firewall] systemd-analyze on {node}: verify clean; exposure {exposure}")

@@ -5,7 +5,8 @@ lab of its own. Here the session's lab is up and converged already, so molecule 
 create (`anycast-lab up` has nothing to do), converge, verify, and never destroy (the session takes
 the lab down). On a converged fleet molecule's converge is its idempotence step: site.yml again
 over the whole fleet, which must change nothing on any machine. Its recap is asserted here, as
-molecule's idempotence step would, instead of running site.yml a third time."""
+molecule's idempotence step would, instead of running site.yml once more. It is the session's
+only real second run of site.yml over the whole fleet (tests/lab/conftest.py)."""
 
 from __future__ import annotations
 
