@@ -309,8 +309,8 @@ def test_an_upstream_link_flap_heals_by_itself(steady, side):
     setup on the router; Linux would flush them, and the IPv6 session would stay down for good), so
     both sessions and BFD peers come back by themselves, both families are announced again, and
     London is answered by fra1 again on both, with no one acting."""
-    node = NODE if side == "server" else ROUTER
-    iface = interface_with(node, NODE_ADDR[4] if side == "server" else ROUTER_ADDR[4])
+    node_iface = interface_with(NODE, NODE_ADDR[4])
+    node, iface = (NODE, node_iface) if side == "server" else (ROUTER, interface_with(ROUTER, ROUTER_ADDR[4]))
     assert sh(node, "sysctl -n net.ipv6.conf.all.keep_addr_on_down").stdout.strip() == "1"
     p4, p6 = Probe(fam=4, duration=60), Probe(fam=6, duration=60)
     p6.wait_started(2)
@@ -329,7 +329,7 @@ def test_an_upstream_link_flap_heals_by_itself(steady, side):
     print(f"[health] flap on the {side}'s side: sessions, BFD and both families at tr-fra back "
           f"{back_s:.1f} s after the link came up")
     assert healed, (established_and_bfd_up(NODE), at_router(4), at_router(6))
-    addrs = sh(NODE, f"ip -br addr show {interface_with(NODE, NODE_ADDR[4])}").stdout
+    addrs = sh(NODE, f"ip -br addr show {node_iface}").stdout
     assert NODE_ADDR[6] in addrs, addrs
     for s in (s4, s6):
         # Away while the link was down, back to fra1 afterwards; the outage is the move away.
