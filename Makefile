@@ -39,9 +39,19 @@ venv: $(VENV)/.installed $(BIN)/promtool ## create .venv from requirements.txt (
 $(BIN)/promtool: scripts/setup-promtool.sh | $(VENV)/.installed
 	@scripts/setup-promtool.sh $(BIN)
 
+# uv installs the lock (requirements.txt, the same versions pip would) in seconds where pip takes
+# about 80 s on 2 cores; it is installed into the venv first, pinned. With USE_UV=0: pip alone.
+UV_VERSION := 0.13.9
+USE_UV ?= 1
+
 $(VENV)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@if [ "$(USE_UV)" = 1 ]; then \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)' && \
+	  $(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt; \
+	else \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt; \
+	fi
 	@printf '#!/bin/sh\n# anycast-lab CLI (lab/anycast_lab), written by make venv\nPYTHONPATH="%s/lab$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s/$(BIN)/python" -m anycast_lab "$$@"\n' "$(CURDIR)" "$(CURDIR)" > $(BIN)/anycast-lab
 	@chmod +x $(BIN)/anycast-lab
 	@touch $@
