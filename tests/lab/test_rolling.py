@@ -212,9 +212,12 @@ def test_a_broken_change_stops_at_the_first_pop_which_stays_drained_and_clients_
 
 def test_rolling_run_changes_knot_and_frr_on_every_pop_and_no_client_loses_a_query(converged, tmp_path):
     """Resumes where the broken change stopped: hkg is drained with the wrong ASN, and the fixed
-    change goes out from there to every PoP (run alone, hkg is simply the first PoP)."""
+    change goes out from there to every PoP (run alone, hkg is simply the first PoP). Forced, as
+    the broken run: the change is on every PoP, so the check-mode pass would only say so (the next
+    test asserts what the pass finds and what it leaves alone)."""
     regions = Regions(tmp_path)
-    proc, seconds = playbook("rolling.yml", "-e", "rolling_from=hkg", "-e", json.dumps(CHANGE))
+    proc, seconds = playbook("rolling.yml", "-e", "rolling_from=hkg", "-e", "rolling_force=true",
+                             "-e", json.dumps(CHANGE))
     result = regions.stop()
     report("rolling run from hkg (RRL 250, BGP timers 5/15)", seconds, result)
     assert proc.returncode == 0, proc.stdout[-4000:]
