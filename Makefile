@@ -93,12 +93,12 @@ unit: venv ## unit and functional tests that need no root and no lab
 
 check: lint unit agents-test collection-check ## the fast tier: lint, unit, the agents on every platform's Python, the collection's own checks (no root, about 5 min)
 
-# The checks that need no lab run side by side (each one's output printed whole when it ends) and
-# beside the lab's set-up, which times nothing; the lab tests, which share one lab and run one after
-# the other, wait for them before they time anything (scripts/test.sh). The agents' tests run on
-# each platform's Python this machine has (make check insists on all of them).
+# The checks that need no lab run side by side (each one's output printed whole when it ends), then
+# the lab tests, which share one lab and run one after the other. The agents' tests run on each
+# platform's Python this machine has (make check insists on all of them).
 test: setup ## everything: lint, the collection's own checks, unit, functional, the agents on each platform's Python, the lab tests and molecule (as root)
-	@scripts/test.sh
+	$(MAKE) --no-print-directory -j3 --output-sync=target AGENTS_TEST_ARGS=--skip-missing lint collection-check unit agents-test
+	$(BIN)/pytest -q -m lab
 
 demo: setup ## bring the lab up, run site.yml on it, print the lab's and the fleet's state (the lab stays up)
 	$(BIN)/ansible-playbook -i inventories/production --vault-id production@example-vault-password.txt playbooks/validate.yml

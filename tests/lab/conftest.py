@@ -1,8 +1,7 @@
 """Lab tests: one lab and one converged fleet for the whole session, always taken down, leaving nothing.
 
 The lab comes up once (`lab_up`) and site.yml converges it once (`fleet`: the first run on fresh
-machines, then a check-mode run with the plain strategy, whose results test_routing asserts; under
-`make test` the checks that need no lab run beside these first steps, see checks_done). Every
+machines, then a check-mode run with the plain strategy, whose results test_routing asserts). Every
 module starts from a healthy fleet (`converged`): machines running, every BGP session and BFD peer
 up, every PoP server announcing both families and not drained. A module that breaks something
 restores it; when one did not, `converged` says what is wrong and converges the fleet again.
@@ -93,31 +92,9 @@ def fleet(lab_up) -> dict:
     assert runs["first"]["rc"] == 0, runs["first"]["output"]
     runs["check"] = converge("--check", "--limit", ",".join(("localhost", *PLAIN_HOSTS)), label="session, check run",
                              monitoring=True, env={"ANSIBLE_STRATEGY": "linear"})
-    checks_done()
     # Sessions come up and both families are announced within a few seconds of the first converge.
     assert wait_for(lambda: not fleet_problems(), 90, 2), fleet_problems()
     return runs
-
-
-_checks = {"ended": False}
-
-
-def checks_done() -> None:
-    """Under `make test` (scripts/test.sh) the checks that need no lab run beside the session's
-    set-up: wait for them to end before any test times something, and stop here if one failed."""
-    rc_file = os.environ.get("ANYCAST_CHECKS_RC")
-    if not rc_file or _checks["ended"]:
-        return
-    started = time.monotonic()
-    while not os.path.exists(rc_file) and time.monotonic() - started < 1800:
-        time.sleep(1)
-    if not os.path.exists(rc_file):
-        pytest.exit("the checks that need no lab did not end within 30 minutes of the lab's set-up", returncode=1)
-    rc = open(rc_file, encoding="utf-8").read().strip()
-    print(f"\n[lab] the checks beside the set-up ended (exit {rc}); waited {time.monotonic() - started:.0f} s for them")
-    if rc != "0":
-        pytest.exit(f"the checks that need no lab failed (exit {rc}): their output follows", returncode=1)
-    _checks["ended"] = True
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +115,9 @@ def status() -> list[dict]:
 
 # The lab modules in the order they run, after every test that needs no lab. test_lab_crash.py
 # brings a lab up and kills it: it runs first, before the session's lab exists; molecule last.
-# test_monitoring early: alerts keep a history, and the faults of the others would show in it; it
-# is the first to ask for the converged fleet, so the checks of scripts/test.sh run beside the lab
-# coming up and the converges, and test_lab (which times a probe) runs after them.
+# test_monitoring early: alerts keep a history, and the faults of the others would show in it.
 # test_reimage late: it leaves gru1 on another Debian release than the topology's (converged).
-LAB_ORDER = ["test_lab_crash", "test_monitoring", "test_lab", "test_routing", "test_firewall", "test_knot", "test_xot",
+LAB_ORDER = ["test_lab_crash", "test_lab", "test_monitoring", "test_routing", "test_firewall", "test_knot", "test_xot",
              "test_health", "test_rolling", "test_reimage", "test_molecule"]
 
 

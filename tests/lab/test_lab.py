@@ -10,7 +10,7 @@ import pytest
 
 from anycast_lab.topology import load
 from tests.conftest import BIN, REPO
-from tests.lab.conftest import checks_done, lab_cli, status
+from tests.lab.conftest import lab_cli, status
 
 pytestmark = pytest.mark.lab
 TOPO = load()
@@ -112,9 +112,7 @@ def test_transits_offer_our_servers_bgp_with_md5_and_bfd(lab_up):
 
 @pytest.fixture
 def responder_in_london(lab_up):
-    """A small authoritative responder in the London client network (NSID cl-lon), for 60 s at most
-    (the probes time its answers: not before the checks beside the lab's set-up have ended)."""
-    checks_done()
+    """A small authoritative responder in the London client network (NSID cl-lon), for 60 s at most."""
     proc = subprocess.Popen(
         ["ip", "netns", "exec", "alab-cl-lon", str(BIN / "python"), "-m", "anycast_lab.responder",
          "--address", "100.80.4.2", "--identity", "cl-lon", "--lifetime", "60"],
