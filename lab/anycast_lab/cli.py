@@ -7,24 +7,27 @@ import json
 import os
 import sys
 
-from . import engine, faults, probe, resolver, routers, supervise
-from .images import SUITES
-from .paths import state_paths
+# Only what the parser needs at the top: the engine (images, apt cache, ...) is imported by the
+# commands that use it, so `exec` and `probe`, which the tests run thousands of times, start fast.
+from . import probe, resolver, supervise
 from .shell import LabError
-from .topology import load
+from .topology import DEBIAN_RELEASES, load
 
 
 def _cmd_up(args) -> int:
+    from . import engine  # noqa: PLC0415
     engine.up()
     return 0
 
 
 def _cmd_down(args) -> int:
+    from . import engine  # noqa: PLC0415
     left = engine.down()
     return 1 if any(left.values()) else 0
 
 
 def _cmd_status(args) -> int:
+    from . import engine  # noqa: PLC0415
     nodes = engine.status()
     if args.json:
         print(json.dumps(nodes, indent=1))
@@ -37,6 +40,7 @@ def _cmd_status(args) -> int:
 
 
 def _cmd_exec(args) -> int:
+    from . import engine  # noqa: PLC0415
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     argv = engine.exec_argv(load(), args.node, cmd)
     os.execvp(argv[0], argv)  # noqa: S606 - exec replaces the CLI with the command, by design
@@ -55,6 +59,7 @@ def _cmd_probe(args) -> int:
 
 
 def _cmd_resolve(args) -> int:
+    from .paths import state_paths  # noqa: PLC0415
     try:
         anchors = open(args.anchor, encoding="utf-8").read()  # noqa: SIM115 - read once
     except OSError as exc:
@@ -74,12 +79,14 @@ def _cmd_resolve(args) -> int:
 
 
 def _cmd_reboot(args) -> int:
+    from . import engine  # noqa: PLC0415
     took = engine.reboot(load(), args.node)
     print(f"{args.node} rebooted and running again in {took:.1f} s")
     return 0
 
 
 def _cmd_poweroff(args) -> int:
+    from . import engine  # noqa: PLC0415
     engine.poweroff(load(), args.node, max_off=args.max_off)
     print(f"{args.node} powered off (links silent, every process killed); power on with "
           f"'anycast-lab poweron {args.node}' (it comes back by itself after {args.max_off:.0f} s)")
@@ -87,18 +94,21 @@ def _cmd_poweroff(args) -> int:
 
 
 def _cmd_poweron(args) -> int:
+    from . import engine  # noqa: PLC0415
     took = engine.poweron(load(), args.node)
     print(f"{args.node} powered on and running in {took:.1f} s")
     return 0
 
 
 def _cmd_reimage(args) -> int:
+    from . import engine  # noqa: PLC0415
     took = engine.reimage(load(), args.node, args.debian)
     print(f"{args.node} re-imaged with Debian {args.debian} and running in {took:.1f} s (fresh disk, same addresses)")
     return 0
 
 
 def _cmd_silence(args) -> int:
+    from . import faults  # noqa: PLC0415
     topo = load()
     if args.off:
         was = faults.restore(topo, args.node, args.iface)
@@ -110,6 +120,7 @@ def _cmd_silence(args) -> int:
 
 
 def _cmd_gen_routers(args) -> int:
+    from . import routers  # noqa: PLC0415
     for path in routers.write_all(load()):
         print(path)
     return 0
@@ -156,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     pn.add_argument("node")
     ri = sub.add_parser("reimage", help="re-create a server on a Debian release: fresh disk, same name and addresses")
     ri.add_argument("node")
-    ri.add_argument("--debian", type=int, required=True, choices=sorted(SUITES), help="the release to install")
+    ri.add_argument("--debian", type=int, required=True, choices=list(DEBIAN_RELEASES), help="the release to install")
     si = sub.add_parser("silence", help="make a machine's link silent: carrier up, every frame dropped")
     si.add_argument("node")
     si.add_argument("iface")

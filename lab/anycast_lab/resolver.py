@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-from .images import ensure_base, ensure_resolver
 from .paths import LAB_DIR, PREFIX, StatePaths
 from .shell import LabError, run
 from .topology import Node, Topology
@@ -81,6 +80,8 @@ def resolve(topo: Topology, paths: StatePaths, *, client: str, anchors: str, zon
     node = _check(topo, client, stubs, lifetime)
     if not anchors.strip():
         raise LabError("no trust anchor given: a validating resolver needs the zone's DS or DNSKEY")
+    from .images import ensure_base, ensure_resolver  # noqa: PLC0415 - only when Unbound is started
+
     image = ensure_resolver(paths, ensure_base(paths))
     work = paths.run / f"resolver-{client}"
     _cleanup(work)

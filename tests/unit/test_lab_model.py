@@ -203,3 +203,20 @@ def test_a_bad_release_in_the_topology_names_the_node_and_the_value(tmp_path, sp
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(LabError, match=re.escape(message)):
         load(path)
+
+
+def test_the_cli_offers_the_releases_the_images_can_build_and_starts_without_the_engine():
+    """`anycast-lab reimage --debian` offers topology.DEBIAN_RELEASES; images.py must build each one.
+    The CLI leaves the engine (images, apt cache) to the commands that use it: `exec` and `probe`
+    run thousands of times in the lab tests."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from anycast_lab import images, topology  # noqa: PLC0415
+
+    assert set(topology.DEBIAN_RELEASES) == set(images.SUITES)
+    code = ("import sys; from anycast_lab import cli; cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith('anycast_lab.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO / "lab")}).stdout
+    assert "anycast_lab.engine" not in out and "anycast_lab.images" not in out, out
