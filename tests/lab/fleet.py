@@ -3,6 +3,7 @@ inside the lab's machines."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import ipaddress
 import json
@@ -13,7 +14,7 @@ import time
 import yaml
 
 from tests.conftest import BIN, REPO, run_playbook
-from tests.lab.conftest import lab_cli
+from tests.lab.conftest import lab_cli, lab_exec
 
 INVENTORY = REPO / "inventories/lab"
 SERVERS = ["hkg1", "hkg2", "tyo1", "fra1", "gru1"]
@@ -42,7 +43,7 @@ def vtysh(node: str, *commands: str, check: bool = True) -> str:
     args = []
     for cmd in commands:
         args += ["-c", cmd]
-    proc = lab_cli("exec", node, "--", "vtysh", *args, timeout=60, check=check)
+    proc = lab_exec(node, "vtysh", *args, timeout=60, check=check)
     return proc.stdout if proc.returncode == 0 else ""
 
 
@@ -51,12 +52,12 @@ def vtysh_json(node: str, command: str, check: bool = True) -> dict:
 
 
 def sh(node: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
-    return lab_cli("exec", node, "--", "sh", "-c", command, timeout=120, check=check)
+    return lab_exec(node, "sh", "-c", command, timeout=120, check=check)
 
 
 def client_python(client: str, code: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """Python (the test venv's, with dnspython) inside a client's network namespace."""
-    return lab_cli("exec", client, "--", str(BIN / "python"), "-c", code, timeout=timeout, check=False)
+    return lab_exec(client, str(BIN / "python"), "-c", code, timeout=timeout, check=False)
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
@@ -126,6 +127,15 @@ def probe(client: str, target: str, *, rate: float = 10, duration: float = 1, qn
     if tcp:
         args.append("--tcp")
     return json.loads(lab_cli(*args).stdout)["summary"]
+
+
+def probe_regions(clients, target: str, **kwargs) -> dict[str, dict]:
+    """probe() from each client at once (one process per client, as many as the lab has regions):
+    client -> summary. The same probes as one after the other, in the time of the slowest."""
+    clients = list(clients)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(clients))) as pool:
+        futures = {client: pool.submit(probe, client, target, **kwargs) for client in clients}
+        return {client: future.result() for client, future in futures.items()}
 
 
 def sessions() -> list[tuple[str, str, str, int, str]]:
