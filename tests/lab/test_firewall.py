@@ -29,6 +29,7 @@ from tests.lab.fleet import (
     established_and_bfd_up,
     host_vars,
     probe,
+    probe_regions,
     sh,
     upstreams,
     vtysh,
@@ -103,9 +104,8 @@ def test_from_every_region_only_dns_answers(converged):
     # DNS itself is open where it matters: TCP 53 on the anycast addresses, and UDP 53 answers.
     for (client, fam), seen in results.items():
         assert seen[SERVICE[fam]].get(53) == "open", (client, seen[SERVICE[fam]])
-    for client in CLIENTS:
-        for fam in (4, 6):
-            s = probe(client, SERVICE[fam], rate=10, duration=0.3)
+    for fam in (4, 6):
+        for client, s in probe_regions(CLIENTS, SERVICE[fam], rate=10, duration=0.3).items():
             assert s["lost"] == 0 and s["authoritative"] == s["sent"], (client, fam, s)
 
 

@@ -27,6 +27,7 @@ from tests.lab.fleet import (
     converge,
     host_vars,
     probe,
+    probe_regions,
     sh,
 )
 
@@ -74,10 +75,11 @@ def run_zones(zones_dir: Path) -> tuple[int, str, float]:
 @pytest.mark.parametrize("fam", [4, 6])
 def test_every_region_gets_authoritative_answers_from_its_own_pop(converged, fam):
     seen = {}
-    for client, pop in NEAREST_POP.items():
-        for qname, qtype, tcp in (("example.com.", "SOA", False), ("example.com.", "A", False),
-                                  ("mail.example.net.", "A", False), ("example.net.", "SOA", True)):
-            s = probe(client, SERVICE[fam], rate=10, duration=0.5, qname=qname, qtype=qtype, tcp=tcp)
+    for qname, qtype, tcp in (("example.com.", "SOA", False), ("example.com.", "A", False),
+                              ("mail.example.net.", "A", False), ("example.net.", "SOA", True)):
+        by_client = probe_regions(NEAREST_POP, SERVICE[fam], rate=10, duration=0.5, qname=qname, qtype=qtype, tcp=tcp)
+        for client, pop in NEAREST_POP.items():
+            s = by_client[client]
             assert s["lost"] == 0 and s["rcodes"] == {"NOERROR": s["sent"]}, (client, qname, qtype, tcp, s)
             assert s["authoritative"] == s["sent"], (client, qname, qtype, s)
             pops = {POP_OF.get(nsid, nsid) for nsid in s["answers_per_node"]}
@@ -128,8 +130,9 @@ def test_a_zone_change_reaches_every_pop_with_one_serial(converged, tmp_path, re
     assert new != before[PRIMARY] and (new - before[PRIMARY]) % (1 << 32) < (1 << 31), (before, after)
     assert f"example.com {new}" in report.group(1)
     # The new name answers in every region.
+    answers = probe_regions(NEAREST_POP, SERVICE[4], rate=10, duration=0.3, qname=f"{token}.example.com.", qtype="TXT")
     for client, pop in NEAREST_POP.items():
-        s = probe(client, SERVICE[4], rate=10, duration=0.3, qname=f"{token}.example.com.", qtype="TXT")
+        s = answers[client]
         assert s["rcodes"] == {"NOERROR": s["sent"]} and s["authoritative"] == s["sent"], (client, s)
         assert {POP_OF[n] for n in s["answers_per_node"]} == {pop}, (client, s)
     # Propagation as the daemons logged it: the primary's new serial, then each PoP's transfer.
@@ -182,8 +185,7 @@ def test_a_broken_zone_file_is_refused_and_the_old_zone_keeps_being_served(conve
     assert re.search(message, " ".join(out.split())), out[-3000:]
     assert sh(PRIMARY, "sha256sum /var/lib/knot/zones/example.com.zone").stdout == file_before
     assert serials_everywhere("example.com") == before
-    for client in NEAREST_POP:
-        s = probe(client, SERVICE[6], rate=10, duration=0.3)
+    for client, s in probe_regions(NEAREST_POP, SERVICE[6], rate=10, duration=0.3).items():
         assert s["rcodes"] == {"NOERROR": s["sent"]}, (client, s)
 
 

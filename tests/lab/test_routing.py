@@ -24,7 +24,7 @@ from tests.lab.fleet import (
     all_up,
     established_and_bfd_up,
     graceful_shutdown_seen,
-    probe,
+    probe_regions,
     recap,
     received,
     sessions,
@@ -69,8 +69,9 @@ def test_kernel_settings_and_service_addresses_in_place(converged):
 def test_each_region_is_answered_by_its_nearest_pop(converged, fam):
     # Knot answers on every PoP server with NSID = the server's name.
     answered = {}
+    summaries = probe_regions(NEAREST_POP, SERVICE[fam])
     for client, pop in NEAREST_POP.items():
-        summary = probe(client, SERVICE[fam])
+        summary = summaries[client]
         assert summary["lost"] == 0, (client, summary)
         answered[client] = {POP_OF[node] for node in summary["answers_per_node"]}
         assert answered[client] == {pop}, (client, summary["answers_per_node"], summary["path"])
