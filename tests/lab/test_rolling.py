@@ -251,7 +251,7 @@ def test_rolling_run_changes_knot_and_frr_on_every_pop_and_no_client_loses_a_que
     # server with the same change and must find nothing to change.
 
 
-def test_a_rolling_run_rolls_only_the_pop_changed_by_hand_and_force_rolls_anyway(converged, tmp_path):
+def test_a_rolling_run_rolls_only_the_pop_changed_by_hand(converged, tmp_path):
     """The change is on every PoP already (the rollout above left every server exactly as site.yml
     would with it), and someone changed a kernel setting on gru1 by hand. The check-mode pass,
     site.yml's roles on every PoP server, finds that setting and nothing else: hkg, tyo and fra are
