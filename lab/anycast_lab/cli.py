@@ -8,7 +8,7 @@ import os
 import sys
 
 # Only what the parser needs at the top: the engine (images, apt cache, ...) is imported by the
-# commands that use it, so `exec` and `probe`, which the tests run thousands of times, start fast.
+# commands that use it, so `exec` and `probe`, run often by people and by the tests, start without it.
 from . import probe, resolver, supervise
 from .shell import LabError
 from .topology import DEBIAN_RELEASES, load
