@@ -258,7 +258,7 @@ def test_a_rolling_run_rolls_only_the_pop_changed_by_hand(converged, tmp_path):
     verified and left alone, and none of their clients moves; only gru goes through drain, apply
     and undrain, and the setting is the inventory's again. (One rollout for both cases: a run with
     nothing to change at all is the same check on every PoP, and would cost a whole rolling run
-    more. rolling_force=true, which rolls a PoP without asking the check, is the rollouts above.)"""
+    more. rolling_force=true, which rolls a PoP without asking the check, the rollouts above use.)"""
     sh("gru1", "sysctl -w net.ipv4.tcp_fin_timeout=30")
     regions = Regions(tmp_path)
     proc, seconds = playbook("rolling.yml", "-e", json.dumps(CHANGE))
@@ -282,4 +282,3 @@ def test_a_rolling_run_rolls_only_the_pop_changed_by_hand(converged, tmp_path):
     for client in ("cl-hkg", "cl-syd", "cl-tyo", "cl-lax", "cl-lon"):
         s = result[client]
         assert {POP_OF[n] for n in s["answers_per_node"]} == {NEAREST_POP[client]}, (client, s["answers_per_node"])
-
