@@ -13,14 +13,13 @@ through its own unit (`systemctl restart anycast-firewall`: the confirmed rulese
 
 from __future__ import annotations
 
-import functools
 import re
 import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 
-from . import engine, shell, topology
+from . import engine
 from .shell import LabError
 
 SERVER, CLIENT, CLIENT_NET = "fra1", "cl-lon", "100.80.4.0/24"
@@ -30,15 +29,9 @@ KNOT_CONF, KNOT_SAVED = "/etc/knot/knot.conf", "/run/anycast-bench-knot.conf"
 QUERIES = ["example.com SOA", "example.net SOA", "www.example.com A", "example.com NS", "nx.example.net A"]
 
 
-@functools.cache
-def _topology() -> topology.Topology:
-    return topology.load()
-
-
 def lab_exec(node: str, *argv: str, timeout: float = 120, check: bool = True,
              input_text: str | None = None) -> subprocess.CompletedProcess:
-    return shell.run(engine.exec_argv(_topology(), node, list(argv)), check=check, timeout=timeout,
-                     input_text=input_text)
+    return engine.node_run(node, list(argv), check=check, timeout=timeout, input_text=input_text)
 
 
 def whitelisted(conf: str, network: str) -> str:

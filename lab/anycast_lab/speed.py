@@ -34,7 +34,6 @@ from . import engine
 from .paths import REPO
 from .playbook import playbook
 from .shell import LabError
-from .shell import run as run_cmd
 from .topology import load
 
 # main before the speed work: "bench failover: the faults held for a while share one helper".
@@ -116,10 +115,8 @@ def wait_sessions(progress=print) -> float:
     while True:
         down = {}
         for node in (n for n in topo.of_kind("server") if not n.role):  # the PoP servers
-            bgp = run_cmd(engine.exec_argv(topo, node.name, ["vtysh", "-c", "show bgp summary json"]), check=False,
-                      timeout=30).stdout
-            bfd = run_cmd(engine.exec_argv(topo, node.name, ["vtysh", "-c", "show bfd peers json"]), check=False,
-                      timeout=30).stdout
+            bgp = engine.node_run(node.name, ["vtysh", "-c", "show bgp summary json"], check=False, timeout=30).stdout
+            bfd = engine.node_run(node.name, ["vtysh", "-c", "show bfd peers json"], check=False, timeout=30).stdout
             try:
                 summary, peers = json.loads(bgp or "{}"), json.loads(bfd or "[]")
             except json.JSONDecodeError:

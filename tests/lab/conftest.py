@@ -9,7 +9,6 @@ A test that needs a lab of its own (test_lab_crash.py) runs before the session l
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -30,23 +29,16 @@ def lab_cli(*args: str, timeout: float = 1800, check: bool = True) -> subprocess
     return proc
 
 
-@functools.cache
-def _topology():
-    from anycast_lab.topology import load  # noqa: PLC0415
-
-    return load()
-
-
 def lab_exec(node: str, *cmd: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    """`anycast-lab exec NODE -- CMD`, the same command line (engine.exec_argv) built in this process.
-    The lab tests run hundreds of commands in the lab's machines (495 in test_routing, _firewall,
-    _knot and _rolling alone); the CLI's start-up cost 0.13 s of each on an idle host (0.2 s before
-    its lazy imports, seconds on a loaded one), this 0.01 s. test_lab.py tests the CLI's exec."""
+    """`anycast-lab exec NODE -- CMD` as the CLI answers it (exit 1 and one error line when NODE is
+    unknown or not running), run from the test process (engine.node_argv): the CLI's start-up cost
+    0.13-0.2 s of every command on an idle host (495 commands in test_routing, _firewall, _knot and
+    _rolling alone), this 0.01 s. test_lab.py tests the CLI's exec."""
     from anycast_lab import engine  # noqa: PLC0415
     from anycast_lab.shell import LabError  # noqa: PLC0415
 
     try:
-        argv = engine.exec_argv(_topology(), node, list(cmd))
+        argv = engine.node_argv(node, list(cmd))
     except LabError as exc:
         proc = subprocess.CompletedProcess(["anycast-lab", "exec", node, "--", *cmd], 1, "",
                                            f"anycast-lab: error: {exc}\n")
