@@ -180,6 +180,24 @@ def health(server: str) -> dict:
         return {}
 
 
+# The agents' long-running daemons on a PoP server, each started from the zipapp its unit names.
+AGENT_UNITS = ("anycast-health", "anycast-knot-exporter")
+
+
+def running_agents(server: str) -> dict[str, str]:
+    """Per daemon of AGENT_UNITS on SERVER, the zipapp its running process was started from, when
+    that is the one its unit file names now; else what runs and what the unit says (a restart
+    before systemd re-read a changed unit keeps the old zipapp running)."""
+    script = ("for u in " + " ".join(AGENT_UNITS) + "; do "
+              "want=$(sed -n 's/^ExecStart=\\([^ ]*\\).*/\\1/p' /etc/systemd/system/$u.service); "
+              "pid=$(systemctl show -p MainPID --value $u); "
+              "got=$(tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null); "
+              "case \" $got \" in *\" $want \"*) echo \"$u ${want##*/}\";; "
+              "*) echo \"$u runs '${got% }' (pid $pid), its unit says $want\";; esac; done")
+    out = sh(server, script, check=False).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
 def fleet_problems() -> dict[str, str]:
     """What keeps the fleet from being as site.yml leaves it, at run time: machines not running,
     BGP sessions or BFD peers down, servers drained or not announcing both families. {} when healthy."""
@@ -197,6 +215,9 @@ def fleet_problems() -> dict[str, str]:
         if state.get("drain") or families != {"ipv4": "announced", "ipv6": "announced"}:
             problems[server] = f"{problems.get(server, '')} health {families or 'unreadable'}, drain " \
                                f"{'set' if state.get('drain') else 'not set'}".strip()
+        stale = [f"{u} {how}" for u, how in running_agents(server).items() if how.startswith("runs ")]
+        if stale:
+            problems[server] = f"{problems.get(server, '')} {'; '.join(stale)}".strip()
     return problems
 
 

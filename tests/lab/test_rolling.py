@@ -9,21 +9,26 @@ The rollout's change is real on every PoP: a Knot setting (RRL rate limit 200 ->
 reloaded) and an FRR timer (BGP keepalive/hold 10/30 -> 5/15). The broken change is a wrong
 local ASN (65054; the upstreams expect 65053): it passes every syntax check, and only the
 verification after the change can see that no BGP session comes up. It runs first; the full
-rollout then resumes from the PoP where it stopped."""
+rollout then resumes from the PoP where it stopped. Both also upgrade the agents (a copy of the
+built zipapp under a new agents_version): the daemons must run the new one once a PoP is done."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, run_playbook
 from tests.lab.conftest import LAB
 from tests.lab.fleet import (
+    AGENT_UNITS,
     AGGREGATES,
     INVENTORY,
     NEAREST_POP,
@@ -33,6 +38,7 @@ from tests.lab.fleet import (
     SERVICE,
     converge,
     received,
+    running_agents,
     sessions,
     sh,
     wait_for,
@@ -44,8 +50,15 @@ CLIENTS = list(NEAREST_POP)  # the six regions
 RATE = 20  # queries per second per region
 PEER_ADDR = {(server, fam): ours for server, _, router, fam, ours in sessions()
              if router == ROUTER_OF["transit"][server]}
+# The agents as the inventory pins them, and the upgrade the rollouts install: the same zipapp
+# under another version, as a release would come (the path in ExecStart changes).
+AGENTS_ROLE = REPO / "roles" / "agents"
+AGENTS_VERSION = yaml.safe_load((AGENTS_ROLE / "defaults" / "main.yml").read_text())["agents_version"]
+UPGRADE = f"{AGENTS_VERSION}.post1"
+UPGRADE_DIR = Path(tempfile.gettempdir()) / f"anycast-rolling-agents-{os.getpid()}"
 CHANGE = {"knot_dns_rrl": {"rate_limit": 250, "slip": 2, "table_size": 393241, "whitelist": []},
-          "frr_bgp_timers": {"keepalive": 5, "hold": 15}}
+          "frr_bgp_timers": {"keepalive": 5, "hold": 15},
+          "agents_version": UPGRADE, "agents_artifact": str(UPGRADE_DIR / f"anycast-agents-{UPGRADE}.pyz")}
 BROKEN = {"frr_bgp_asn": 65054,
           # Short waits, so the failed verification ends the run in seconds.
           "anycast_rolling": {"quorum": 3, "drain_wait": 20, "ready_timeout": 10, "announce_timeout": 60}}
@@ -118,11 +131,21 @@ def bgp_asn(server: str) -> str:
 @pytest.fixture(scope="module", autouse=True)
 def inventory_config_after(converged):
     """The rollouts below leave CHANGE on the fleet; afterwards site.yml puts the inventory's back.
-    CHANGE is Knot's and FRR's (knot_dns, frr_bgp), so the PoP servers' knot and frr tags do it."""
-    yield
-    run = converge("--limit", "localhost,anycast_servers", "--tags", "knot,frr",
-                   label="rolling, inventory's configuration back")
-    assert run["rc"] == 0, run["output"]
+    CHANGE is Knot's, FRR's and the agents' (knot_dns, frr_bgp; agents through anycast_health and
+    monitoring), so the PoP servers' knot, frr, health and monitoring tags do it: a downgrade of
+    the agents, which must take effect as the upgrade did."""
+    built = AGENTS_ROLE / "files" / f"anycast-agents-{AGENTS_VERSION}.pyz"
+    UPGRADE_DIR.mkdir()
+    shutil.copy2(built, CHANGE["agents_artifact"])
+    try:
+        yield
+        run = converge("--limit", "localhost,anycast_servers", "--tags", "knot,frr,health,monitoring",
+                       label="rolling, inventory's configuration back")
+        assert run["rc"] == 0, run["output"]
+        for server in SERVERS:
+            assert running_agents(server) == {u: f"anycast-agents-{AGENTS_VERSION}.pyz" for u in AGENT_UNITS}
+    finally:
+        shutil.rmtree(UPGRADE_DIR, ignore_errors=True)
 
 
 def test_status_prints_one_table_of_the_fleet(converged, tmp_path):
@@ -245,6 +268,8 @@ def test_rolling_run_changes_knot_and_frr_on_every_pop_and_no_client_loses_a_que
         assert "rate-limit: 250" in sh(server, "cat /etc/knot/knot.conf").stdout
         assert "timers bgp 5 15" in sh(server, "vtysh -c 'show running-config'").stdout
         assert bgp_asn(server) == "65053" and not drain_flag(server) and announced_to_upstream(server)
+        # The upgrade took effect: each daemon runs the new zipapp, not the one it started with.
+        assert running_agents(server) == {u: f"anycast-agents-{UPGRADE}.pyz" for u in AGENT_UNITS}, server
     # That every PoP server is now exactly as site.yml leaves it with the same change (frr.conf was
     # written while drained, with graceful-shutdown; the rollout writes it again after the undrain)
     # is the next test's first assertion: its check-mode pass applies site.yml's roles to every
