@@ -5,6 +5,7 @@ with its files for keepalived and Prometheus."""
 from __future__ import annotations
 
 import json
+import math
 import socket
 import struct
 import threading
@@ -17,6 +18,7 @@ import dns.rrset
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from anycast_agents.health.check import UDP_RESEND, busy, problems
 from anycast_agents.health.cli import load_config, main
 from anycast_agents.health.daemon import Daemon
 from anycast_agents.health.family import Family
@@ -34,6 +36,9 @@ class Authority:
         self.rcode = dns.rcode.NOERROR
         self.aa = True
         self.silent = {"udp": False, "tcp": False}
+        # UDP datagrams still to drop, per zone asked (a flood overflowing the socket).
+        self.udp_drops: dict[str, int] = {}
+        self.udp_seen: dict[str, int] = {}
         self.udp, self.tcp, self.port = self._bind()
         self.tcp.listen(16)
         for sock in (self.udp, self.tcp):
@@ -79,6 +84,11 @@ class Authority:
             try:
                 data, peer = self.udp.recvfrom(4096)
             except (TimeoutError, OSError):
+                continue
+            name = dns.message.from_wire(data).question[0].name.to_text().rstrip(".")
+            self.udp_seen[name] = self.udp_seen.get(name, 0) + 1
+            if self.udp_drops.get(name, 0) > 0:
+                self.udp_drops[name] -= 1
                 continue
             if not self.silent["udp"]:
                 self.udp.sendto(self.answer(data), peer)
@@ -180,6 +190,47 @@ def test_a_hung_server_fails_every_query_and_names_each(tmp_path, authority, cap
     for zone in ("example.com", "example.net"):
         for proto in ("udp", "tcp"):
             assert f"127.0.0.1 {zone} {proto}: no answer in time" in err
+
+
+def test_a_lost_udp_query_is_sent_again_within_the_timeout_and_passes(tmp_path, authority, capsys):
+    """A flood that overflows Knot's UDP socket drops the check's datagrams too: one or two lost
+    sends of a query are not a dead Knot. Sends every UDP_RESEND (0.03 s) within the timeout."""
+    authority.udp_drops = {"example.com": 1, "example.net": 2}
+    assert run_check(tmp_path, authority, timeout=0.15) == 0, capsys.readouterr().err
+    assert authority.udp_seen == {"example.com": 2, "example.net": 3}
+    authority.udp_drops = {"example.com": 20, "example.net": 20}
+    assert run_check(tmp_path, authority, timeout=0.15) == 1
+    assert "127.0.0.1 example.net udp: no answer in time" in capsys.readouterr().err
+    time.sleep(0.1)  # the last send may still be on its way to the server's thread
+    most = math.ceil(0.15 / UDP_RESEND)
+    assert 2 <= authority.udp_seen["example.net"] - 3 <= most, "sent again, every UDP_RESEND within the timeout"
+
+
+def test_silence_fails_only_when_the_whole_transport_is_silent():
+    """Busy (a flood): some UDP queries unanswered, others answered: forgiven, but named by busy().
+    Dead: every query of one transport unanswered fails, whatever the other transport does. A wrong
+    answer fails beside any silence."""
+    jobs = [("192.0.2.1", "a.example", False), ("192.0.2.1", "b.example", False),
+            ("192.0.2.1", "a.example", True), ("192.0.2.1", "b.example", True)]
+    silent = "no answer in time"
+    assert problems(jobs, [None, silent, None, None]) == []
+    assert busy(jobs, [None, silent, None, None]) == ["192.0.2.1 b.example udp: no answer in time"]
+    assert problems(jobs, [silent, "no time left", None, None]) == [
+        "192.0.2.1 a.example udp: no answer in time", "192.0.2.1 b.example udp: no time left"]
+    assert busy(jobs, [silent, silent, None, None]) == []
+    assert problems(jobs, [None, None, silent, silent]) == [
+        "192.0.2.1 a.example tcp: no answer in time", "192.0.2.1 b.example tcp: no answer in time"]
+    assert problems(jobs, [None, "answered SERVFAIL", silent, None]) == ["192.0.2.1 b.example udp: answered SERVFAIL"]
+
+
+def test_a_closed_udp_port_fails_at_once_not_at_the_timeout(tmp_path, capsys):
+    """Nothing listening on the address (Knot gone from it): the ICMP port unreachable is the answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert run_check(tmp_path, None, port=port, timeout=5) == 1
+    err = capsys.readouterr().err
+    assert "127.0.0.1 example.com udp: query failed" in err and "no answer in time" not in err, err
 
 
 def test_a_family_without_addresses_fails_and_a_bad_config_is_exit_2(tmp_path, authority, capsys):

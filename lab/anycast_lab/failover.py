@@ -17,7 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from . import engine
+from .paths import REPO
 from .playbook import playbook
 from .probe import run_probe
 from .shell import LabError, run
@@ -286,15 +289,26 @@ def side_by_side(results: list[dict]) -> list[dict]:
     return rows
 
 
+def health_timing(inventory: Path = REPO / "inventories" / "lab") -> dict:
+    """The lab inventory's anycast_health (interval, timeout, fall, rise): what "ours" ran with."""
+    path = inventory / "group_vars" / "all" / "health.yml"
+    health = (yaml.safe_load(path.read_text()) or {}).get("anycast_health")
+    if not isinstance(health, dict) or not {"interval", "timeout", "fall", "rise"} <= set(health):
+        raise LabError(f"{path}: anycast_health needs interval, timeout, fall and rise; found {health!r}")
+    return health
+
+
 def markdown(rows: list[dict], results: list[dict]) -> str:
+    t = health_timing()
     lines = [
         "# Failover: our anycast_health against seed 002's recipe",
         "",
         f"Each fault is made on {NODE}, the only server in London's catchment; {CLIENT} queries the anycast",
         f"address {RATE:g} times a second ({TIMEOUT:g} s timeout each) from {LEAD:g} s before the fault. The outage is",
         "the longest stretch the client went without an authoritative NOERROR answer. Both profiles ran in",
-        "the same run, on the same lab: **ours** = anycast_health's daemon profile (checks every 0.5 s, fall 2,",
-        "rise 3, Knot's stop seen at once, per family, damping); **seed 002** = profile seed002 (keepalived",
+        f"the same run, on the same lab: **ours** = anycast_health's daemon profile (checks every {t['interval']:g} s,",
+        f"timeout {t['timeout']:g} s, fall {t['fall']}, rise {t['rise']}, Knot's stop seen at once, per family, damping);",
+        "**seed 002** = profile seed002 (keepalived",
         "vrrp_script `dig SOA +time=1 +tries=1`, interval 2, fall 2, rise 1, no process tracking).",
         "\"Moved\": some answers came from another PoP after the fault (the node withdrew or was dropped).",
         "\"Unserved\": queries lost or answered with an error, of all the client sent (a fault that repeats",

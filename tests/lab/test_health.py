@@ -185,9 +185,67 @@ def test_knot_hung_withdraws_within_the_check_budget(steady):
     s = p.result()
     report("Knot hung (SIGSTOP)", s)
     assert s["first"] == NODE and len(s["sequence"]) >= 2, s["sequence"]
-    assert s["outage_ms"] <= 2000, s
+    assert s["outage_ms"] <= 1000, s
     reason = health(NODE)["families"]["ipv4"]
     assert reason["failures"] == 1
+
+
+FLOOD_S = 8
+
+
+def test_a_flood_that_rrl_absorbs_withdraws_nothing(steady, tmp_path):
+    """Issue 24: dnsperf from London at the highest rate it reaches here (no rate limit, 60,000
+    queries outstanding) at the anycast address fra1 serves, for FLOOD_S seconds. RRL drops or
+    truncates most answers and Knot's UDP sockets overflow; fra1's checks (retried, silence judged
+    per transport) keep it announced: withdrawing would push the flood onto the next PoP."""
+    queries = tmp_path / "queries"
+    queries.write_text("example.com SOA\nwww.example.com A\nexample.net NS\n")
+
+    def counters() -> dict[str, int]:
+        out = sh(NODE, "knotc stats mod-rrl; nstat -az UdpRcvbufErrors Udp6RcvbufErrors").stdout
+        return {k: int(v) for k, v in re.findall(r"^(mod-rrl\.\w+|Udp6?RcvbufErrors)\s*=?\s*(\d+)", out, re.M)}
+
+    before, rrl, since = health(NODE)["families"], counters(), int(time.time()) - 1
+    from anycast_lab import engine  # noqa: PLC0415 - the lab's code, on the path only for lab tests
+    from anycast_lab.failover import health_timing  # noqa: PLC0415
+
+    argv = engine.node_argv(CLIENT, ["dnsperf", "-s", SERVICE[4], "-d", str(queries), "-l", str(FLOOD_S),
+                                     "-c", "16", "-T", "2", "-q", "60000", "-t", "1",
+                                     # One line per timed-out query otherwise: a full pipe stops dnsperf.
+                                     "-O", "suppress=timeout,congestion,sendfailed,sockready,unexpected"])
+    flood = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # noqa: S603
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    gone, deadline = [], time.monotonic() + FLOOD_S + 30
+    try:
+        while flood.poll() is None and time.monotonic() < deadline:
+            if not (at_router(4) and at_router(6)):
+                gone.append(time.monotonic())
+            time.sleep(0.5)
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+        out = flood.communicate(timeout=30)[0]
+    assert flood.returncode == 0, f"dnsperf ended with {flood.returncode} (killed after {FLOOD_S + 30} s?):\n{out}"
+    after, rrl_after = health(NODE)["families"], counters()
+    sent = int(re.search(r"Queries sent:\s+(\d+)", out).group(1))
+    done = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
+    delta = {k: rrl_after.get(k, 0) - rrl.get(k, 0) for k in rrl_after}
+    socket_drops = delta.get("UdpRcvbufErrors", 0) + delta.get("Udp6RcvbufErrors", 0)
+    failed_rounds = sh(NODE, f"journalctl -u anycast-health --since @{since} -o cat | grep -c 'check failed'",
+                       check=False).stdout.strip()
+    print(f"\n[health] flood from {CLIENT}: {sent / FLOOD_S:.0f} q/s for {FLOOD_S} s, {done} answered, RRL dropped "
+          f"{delta.get('mod-rrl.dropped', 0)} and slipped {delta.get('mod-rrl.slipped', 0)}, {socket_drops} "
+          f"datagrams dropped by full sockets; fra1 logged {failed_rounds} failed check(s), "
+          f"never {health_timing()['fall']} in a row")
+    # A flood: more than the lab's RRL limit many times over, and RRL and the sockets did shed it.
+    assert sent / FLOOD_S >= 5000, out
+    assert delta.get("mod-rrl.dropped", 0) + delta.get("mod-rrl.slipped", 0) > 0, delta
+    # Nothing withdrawn, at any moment, in either family.
+    assert not gone, f"tr-fra lost fra1's aggregates {len(gone)} time(s) during the flood"
+    for fam in ("ipv4", "ipv6"):
+        assert after[fam]["state"] == "announced", after[fam]
+        assert (after[fam]["failures"], after[fam]["transitions"]) == \
+            (before[fam]["failures"], before[fam]["transitions"]), (before[fam], after[fam])
 
 
 def test_knot_answering_servfail_for_one_zone_withdraws(steady):
@@ -477,7 +535,7 @@ def test_the_core_faults_on_debian_12_keep_the_same_budgets(converged):
         assert wait_for(lambda: not upstream_has_it(), 5, 0.2), f"{node} still announces with Knot stopped"
 
     s = fault("Knot hung (SIGSTOP)", 7, hang, undo=lambda: sh(node, "pkill -CONT -x knotd"))
-    assert s["outage_ms"] <= 2000, s
+    assert s["outage_ms"] <= 1000, s
     s = fault("node powered off", 8, lambda: lab_cli("poweroff", node, "--max-off", "120"),
               undo=lambda: lab_cli("poweron", node, timeout=300))
     assert s["outage_ms"] <= 1500, s
