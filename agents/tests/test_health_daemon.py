@@ -18,7 +18,7 @@ import dns.rrset
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from anycast_agents.health.check import UDP_RESEND, busy, problems
+from anycast_agents.health.check import UDP_RESEND, judge, problems
 from anycast_agents.health.cli import load_config, main
 from anycast_agents.health.daemon import Daemon
 from anycast_agents.health.family import Family
@@ -207,17 +207,17 @@ def test_a_lost_udp_query_is_sent_again_within_the_timeout_and_passes(tmp_path, 
 
 
 def test_silence_fails_only_when_the_whole_transport_is_silent():
-    """Busy (a flood): some UDP queries unanswered, others answered: forgiven, but named by busy().
+    """Busy (a flood): some UDP queries unanswered, others answered: forgiven, but named by judge().
     Dead: every query of one transport unanswered fails, whatever the other transport does. A wrong
     answer fails beside any silence."""
     jobs = [("192.0.2.1", "a.example", False), ("192.0.2.1", "b.example", False),
             ("192.0.2.1", "a.example", True), ("192.0.2.1", "b.example", True)]
     silent = "no answer in time"
     assert problems(jobs, [None, silent, None, None]) == []
-    assert busy(jobs, [None, silent, None, None]) == ["192.0.2.1 b.example udp: no answer in time"]
+    assert judge(jobs, [None, silent, None, None])[1] == ["192.0.2.1 b.example udp: no answer in time"]
     assert problems(jobs, [silent, "no time left", None, None]) == [
         "192.0.2.1 a.example udp: no answer in time", "192.0.2.1 b.example udp: no time left"]
-    assert busy(jobs, [silent, silent, None, None]) == []
+    assert judge(jobs, [silent, silent, None, None])[1] == []
     assert problems(jobs, [None, None, silent, silent]) == [
         "192.0.2.1 a.example tcp: no answer in time", "192.0.2.1 b.example tcp: no answer in time"]
     assert problems(jobs, [None, "answered SERVFAIL", silent, None]) == ["192.0.2.1 b.example udp: answered SERVFAIL"]

@@ -100,18 +100,22 @@ def _line(job: tuple[str, str, bool], result: str) -> str:
     return f"{address} {zone} {'tcp' if tcp else 'udp'}: {result}"
 
 
-def problems(jobs: list[tuple[str, str, bool]], results: list[str | None]) -> list[str]:
-    """What fails the check, one line per query (address, zone, transport, what went wrong): every
-    wrong answer or error, and the unanswered queries of a transport none of whose queries was
-    answered. Unanswered queries of a transport that also answered are busy(), not failures."""
+def judge(jobs: list[tuple[str, str, bool]], results: list[str | None]) -> tuple[list[str], list[str]]:
+    """The queries that fail the check, and the ones it forgives, one line each (address, zone,
+    transport, what went wrong). Every wrong answer or error fails, and so do the unanswered queries
+    of a transport none of whose queries was answered; unanswered queries of a transport that also
+    answered are Knot busy, forgiven."""
     dead = {tcp: all(r in SILENT for (_, _, t), r in zip(jobs, results) if t == tcp) for tcp in (False, True)}
-    return [_line(job, r) for job, r in zip(jobs, results) if r and (r not in SILENT or dead[job[2]])]
+    failing, forgiven = [], []
+    for job, result in zip(jobs, results):
+        if result:
+            (forgiven if result in SILENT and not dead[job[2]] else failing).append(_line(job, result))
+    return failing, forgiven
 
 
-def busy(jobs: list[tuple[str, str, bool]], results: list[str | None]) -> list[str]:
-    """The unanswered queries that problems() forgives: their transport answered other queries."""
-    failing = set(problems(jobs, results))
-    return [line for line in (_line(job, r) for job, r in zip(jobs, results) if r in SILENT) if line not in failing]
+def problems(jobs: list[tuple[str, str, bool]], results: list[str | None]) -> list[str]:
+    """What fails the check (judge's first list)."""
+    return judge(jobs, results)[0]
 
 
 def check(config: dict, family: str, pool: ThreadPoolExecutor | None = None) -> list[str]:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .. import __version__
 from .. import state as statefile
 from . import metrics
-from .check import ask, busy, check_jobs, problems
+from .check import ask, check_jobs, judge
 from .family import Family
 from .files import drain_lock, read_drain, read_flag, write_atomic
 from .frr import Frr
@@ -26,7 +26,7 @@ from .traffic import DrainTimer, Traffic
 
 FAMILIES = {"4": "ipv4", "6": "ipv6"}
 TICK = 0.05  # seconds between two looks at knot-down and at the kernel's routes
-BUSY_LOG_EVERY = 10.0  # seconds: unanswered queries forgiven as busy (check.busy) are logged as a sum
+BUSY_LOG_EVERY = 10.0  # seconds: unanswered queries forgiven as busy (check.judge) are logged as a count
 STATE_NAME = "state.json"
 
 
@@ -68,7 +68,7 @@ class Daemon:
         self.state_last = None
         self.textfile_args: tuple[dict | None, bool] = (None, False)
         # Per family: unanswered queries forgiven since the last log line, and when that was.
-        self.busy: dict[str, list] = {fam: [0, 0.0, ""] for fam in self.families}
+        self.busy = {fam: {"count": 0, "logged_at": 0.0, "example": ""} for fam in self.families}
         self.stop = False
 
     def flag(self, name: str) -> str:
@@ -171,14 +171,15 @@ class Daemon:
     def note_busy(self, fam_key: str, lines: list[str], now: float) -> None:
         """Forgiven silences, logged at most every BUSY_LOG_EVERY seconds with their count (a flood
         would otherwise write several lines a second)."""
-        count = self.busy[fam_key]
-        count[0] += len(lines)
-        count[2] = lines[0] if lines else count[2]
-        if count[0] and now - count[1] >= BUSY_LOG_EVERY:
-            log(f"{self.families[fam_key].name}: {count[0]} quer{'y' if count[0] == 1 else 'ies'} unanswered in time "
+        busy = self.busy[fam_key]
+        busy["count"] += len(lines)
+        busy["example"] = lines[0] if lines else busy["example"]
+        if busy["count"] and now - busy["logged_at"] >= BUSY_LOG_EVERY:
+            count = busy["count"]
+            log(f"{self.families[fam_key].name}: {count} quer{'y' if count == 1 else 'ies'} unanswered in time "
                 f"while others of the same transport were answered (Knot busy, not failed; not counted), "
-                f"e.g. {count[2]}")
-            count[0], count[1] = 0, now
+                f"e.g. {busy['example']}")
+            busy["count"], busy["logged_at"] = 0, now
 
     def run(self) -> int:
         interval, timeout = float(self.config["interval"]), float(self.config["timeout"])
@@ -198,8 +199,8 @@ class Daemon:
             for fam_key, jobs in futures.items():
                 fam = self.families[fam_key]
                 results = [fut.result() if fut.done() else "no answer in time" for _, fut in jobs]
-                found = problems([job for job, _ in jobs], results)
-                self.note_busy(fam_key, busy([job for job, _ in jobs], results), now)
+                found, forgiven = judge([job for job, _ in jobs], results)
+                self.note_busy(fam_key, forgiven, now)
                 if found and found != last_problems.get(fam_key):
                     log(f"{fam.name}: check failed ({fam.fail_streak + 1} in a row): {'; '.join(found[:4])}")
                 last_problems[fam_key] = found
