@@ -17,7 +17,7 @@ from .shell import LabError, run
 from .topology import Topology, latency_ms
 
 MAX_RATE = 200
-MAX_DURATION = 600
+MAX_DURATION = 900
 MAX_HOPS = 32
 QTYPES = ("SOA", "A", "AAAA", "NS", "MX", "TXT", "DNSKEY", "CNAME")
 

@@ -182,6 +182,8 @@ def health(server: str) -> dict:
 
 # The agents' long-running daemons on a PoP server, each started from the zipapp its unit names.
 AGENT_UNITS = ("anycast-health", "anycast-knot-exporter")
+# Written by playbooks/rolling.yml when it starts a PoP, removed when the PoP is done.
+ROLLOUT_RECORD = "/var/lib/anycast-health/rollout.json"
 
 
 def running_agents(server: str) -> dict[str, str]:
@@ -200,7 +202,8 @@ def running_agents(server: str) -> dict[str, str]:
 
 def fleet_problems() -> dict[str, str]:
     """What keeps the fleet from being as site.yml leaves it, at run time: machines not running,
-    BGP sessions or BFD peers down, servers drained or not announcing both families. {} when healthy."""
+    BGP sessions or BFD peers down, servers drained or not announcing both families, a rollout's
+    record left behind, stale agents. {} when healthy."""
     from tests.lab.conftest import status  # noqa: PLC0415
 
     problems = {n["name"]: f"machine {n['state']}" for n in status()
@@ -215,6 +218,10 @@ def fleet_problems() -> dict[str, str]:
         if state.get("drain") or families != {"ipv4": "announced", "ipv6": "announced"}:
             problems[server] = f"{problems.get(server, '')} health {families or 'unreadable'}, drain " \
                                f"{'set' if state.get('drain') else 'not set'}".strip()
+        record = sh(server, f"cat {ROLLOUT_RECORD}", check=False)
+        if record.returncode == 0:
+            left = f"record of an unfinished rollout: {record.stdout.strip()}"
+            problems[server] = f"{problems.get(server, '')} {left}".strip()
         stale = [f"{u} {how}" for u, how in running_agents(server).items() if how.startswith("runs ")]
         if stale:
             problems[server] = f"{problems.get(server, '')} {'; '.join(stale)}".strip()
@@ -228,4 +235,5 @@ def restore_fleet() -> None:
     for server in SERVERS:
         if health(server).get("drain"):
             sh(server, "anycast-health undrain", check=False)
+        sh(server, f"rm -f {ROLLOUT_RECORD}")  # site.yml ran after the rollout that left it
     assert wait_for(lambda: not fleet_problems(), 120, 2), fleet_problems()

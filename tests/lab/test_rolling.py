@@ -9,23 +9,29 @@ The rollout's change is real on every PoP: a Knot setting (RRL rate limit 200 ->
 reloaded) and an FRR timer (BGP keepalive/hold 10/30 -> 5/15). The broken change is a wrong
 local ASN (65054; the upstreams expect 65053): it passes every syntax check, and only the
 verification after the change can see that no BGP session comes up. It runs first; the full
-rollout then resumes from the PoP where it stopped. Both also upgrade the agents (a copy of the
-built zipapp under a new agents_version): the daemons must run the new one once a PoP is done."""
+rollout then resumes from the PoP where it stopped, and its controller is killed (SIGKILL, the run
+and every process it started) once at each step, drain, apply, verify and undrain; each next run is
+the resume command the killed one printed. Both also upgrade the agents (a copy of the built
+zipapp under a new agents_version): the daemons must run the new one once a PoP is done."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, run_playbook
+from tests.conftest import BIN, REPO, run_playbook
 from tests.lab.conftest import LAB
 from tests.lab.fleet import (
     AGENT_UNITS,
@@ -33,6 +39,7 @@ from tests.lab.fleet import (
     INVENTORY,
     NEAREST_POP,
     POP_OF,
+    ROLLOUT_RECORD,
     ROUTER_OF,
     SERVERS,
     SERVICE,
@@ -233,41 +240,208 @@ def test_a_broken_change_stops_at_the_first_pop_which_stays_drained_and_clients_
     assert bgp_asn("tyo1") == "65053" and not drain_flag("tyo1")
 
 
-def test_rolling_run_changes_knot_and_frr_on_every_pop_and_no_client_loses_a_query(converged, tmp_path):
-    """Resumes where the broken change stopped: hkg is drained with the wrong ASN, and the fixed
-    change goes out from there to every PoP (run alone, hkg is simply the first PoP). Forced, as
-    the broken run: the change is on every PoP, so the check-mode pass would only say so (the next
-    test asserts what the pass finds and what it leaves alone)."""
-    regions = Regions(tmp_path)
-    proc, seconds = playbook("rolling.yml", "-e", "rolling_from=hkg", "-e", "rolling_force=true",
-                             "-e", json.dumps(CHANGE))
+class Rollout:
+    """rolling.yml in a process group of its own, its output read as it comes, so that a test can
+    kill it (SIGKILL, the whole group: ansible-playbook, its workers, their ssh) at a chosen step."""
+
+    def __init__(self, log: Path, *extra: str, timeout: float = 900):
+        self.log = log  # the whole output, written when the run ends
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+                   ANSIBLE_NOCOLOR="1", PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self.proc = subprocess.Popen(  # noqa: S603 - our own playbook
+            [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), str(REPO / "playbooks/rolling.yml"), *extra],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        self.lines: list[str] = []
+        self.times: list[float] = []  # when each line came, for the log
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in iter(self.proc.stdout.readline, ""):
+            self.times.append(time.monotonic() - self.started)
+            self.lines.append(line)
+
+    def write_log(self) -> None:
+        self.log.write_text("".join(f"{t:7.1f} {line}" for t, line in zip(self.times, self.lines, strict=False)))
+
+    @property
+    def text(self) -> str:
+        """The output so far, every run of whitespace one space (the callback folds long messages)."""
+        return " ".join("".join(self.lines).split())
+
+    def reach(self, *marks: str) -> None:
+        """Wait until the output shows MARKS (regular expressions) in this order (bounded by the
+        run's timeout)."""
+        while True:
+            at, text = 0, self.text
+            for mark in marks:
+                found = re.compile(mark).search(text, at)
+                if not found:
+                    break
+                at = found.end()
+            else:
+                return
+            if self.proc.poll() is not None:
+                self.write_log()
+                raise AssertionError(f"the run ended before {marks}: {text[-3000:]}")
+            assert time.monotonic() < self.deadline, f"{marks} not reached: {text[-3000:]}"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL to the run and everything it started, as when its machine dies: ansible's workers
+        are in sessions of their own (setsid), so the process group is not enough. The run is
+        stopped first, so that it forks nothing while its descendants are found."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        tree = {self.proc.pid}
+        for _ in range(20):  # bounded: every round stops the children found, so the tree stops growing
+            children = {pid for pid, ppid in parents().items() if ppid in tree} - tree
+            if not children:
+                break
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            tree |= children
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=30)
+        self.write_log()
+        assert wait_for(lambda: not set(parents()) & (tree - {self.proc.pid}), 10, 0.2), \
+            "a process of the killed run survived"
+
+    def finish(self) -> str:
+        self.proc.wait(timeout=max(1.0, self.deadline - time.monotonic()))
+        self.reader.join(timeout=30)
+        self.write_log()
+        return self.text
+
+    def resume_hint(self) -> list[str]:
+        """The arguments of the last resume command the run printed (after `ansible-playbook`)."""
+        hints = re.findall(r"resume with: ansible-playbook -i (\S+) playbooks/rolling\.yml -e (rolling_from=\w+)",
+                           self.text)
+        assert hints, self.text[-3000:]
+        inventory, start = hints[-1]
+        assert (REPO / inventory).resolve() == INVENTORY.resolve(), inventory
+        return ["-e", start]
+
+
+def parents() -> dict[int, int]:
+    """Every process of the host: pid -> parent pid."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            out[int(stat.parent.name)] = int(stat.read_text().rpartition(")")[2].split()[1])
+    return out
+
+
+def out_of_service(servers) -> None:
+    """Each of SERVERS drained and withdrawn from its upstream (its daemon finishes a drain the dead
+    controller started), and every other PoP server announced: one PoP out, the quorum kept."""
+    assert wait_for(lambda: not any(announced_to_upstream(s) for s in servers), 45, 1), servers
+    assert all(drain_flag(s) for s in servers), servers
+    for server in set(SERVERS) - set(servers):
+        assert announced_to_upstream(server) and not drain_flag(server), server
+
+
+def rollout_record(server: str) -> dict | None:
+    run = sh(server, f"cat {ROLLOUT_RECORD}", check=False)
+    return json.loads(run.stdout) if run.returncode == 0 else None
+
+
+def running_rrl(server: str) -> str:
+    """The RRL rate limit of the running Knot (its configuration as loaded, not the file)."""
+    line = sh(server, "knotc conf-read 'mod-rrl[default].rate-limit'").stdout.strip()
+    return line.rpartition("=")[2].strip()  # mod-rrl[default].rate-limit = 200
+
+
+def test_a_rollout_killed_at_each_step_leaves_the_fleet_safe_and_resumes_without_losing_a_query(
+        converged, tmp_path):
+    """The full rollout of CHANGE, its controller killed (SIGKILL to the whole process group) once at
+    each step: undrain (hkg), drain (tyo), apply (fra, after knot.conf is written and before Knot
+    reloads it) and verify (gru). After each kill the fleet must be safe: at most the killed PoP
+    out, a drained PoP staying drained (its daemon finishes the withdrawal), the quorum kept, and
+    status.yml saying so. Each next run is the resume command the killed one printed; the last one
+    finishes the job. Clients of every region probe throughout: no query may be lost.
+
+    The first run starts at hkg, left drained with the wrong ASN by the broken change before, and
+    is forced (every PoP through drain, apply and undrain): the change is on every PoP."""
+    change = ["-e", "rolling_force=true", "-e", json.dumps(CHANGE)]
+    regions = Regions(tmp_path, duration=900)
+    started = time.monotonic()
+
+    # 1. Undrain: hkg's servers had their flags removed, announcing is under way.
+    run = Rollout(tmp_path / "rollout-1.log", "-e", "rolling_from=hkg", *change)
+    run.reach(r"PoP hkg \(Hong Kong\), 1 of 4", r"TASK \[Undrain")
+    assert wait_for(lambda: not drain_flag("hkg1") and not drain_flag("hkg2"), 60, 0.2)
+    run.kill()
+    assert "rolling_from=hkg" in run.resume_hint()[1]
+    # Its daemons finish the undrain; hkg's servers announce with the change applied, and keep the
+    # record of the unfinished rollout.
+    assert wait_for(lambda: announced_to_upstream("hkg1") and announced_to_upstream("hkg2"), 45, 1)
+    for server in ("hkg1", "hkg2"):
+        assert bgp_asn(server) == "65053" and running_rrl(server) == "250", server
+        assert rollout_record(server)["pop"] == "hkg", server
+    for server in ("tyo1", "fra1", "gru1"):
+        assert announced_to_upstream(server) and rollout_record(server) is None, server
+
+    # 2. Drain: tyo's flag is set (GRACEFUL_SHUTDOWN); the withdrawal is the daemon's to finish.
+    run = Rollout(tmp_path / "rollout-2.log", *run.resume_hint(), *change)
+    run.reach(r"PoP hkg \(Hong Kong\), 1 of 4", "did not finish; reloading Knot", "PoP hkg done in",
+              r"PoP tyo \(Tokyo\),", r"TASK \[Drain")
+    assert wait_for(lambda: drain_flag("tyo1"), 60, 0.2)
+    run.kill()
+    out_of_service(["tyo1"])
+    # status.yml shows who is out, and why.
+    status, _ = playbook("status.yml", "-e", "target=tyo1")
+    assert status.returncode == 0, status.stdout[-3000:]
+    assert re.search(r"tyo tyo1 .* drained, rollout of tyo unfinished \(started \S+\)", status.stdout), \
+        status.stdout[-3000:]
+
+    # 3. Apply: knot.conf on fra1 has the new rate limit, the running Knot not yet (its reload is a
+    # handler, and the run dies before the handler runs).
+    run = Rollout(tmp_path / "rollout-3.log", *run.resume_hint(), *change)
+    run.reach(r"PoP fra \(Frankfurt\),",
+              r"TASK \[anycast\.dns\.knot_dns : Install knot\.conf[^]]*\] \** changed: \[fra1\]")
+    run.kill()
+    out_of_service(["fra1"])
+    assert "rate-limit: 250" in sh("fra1", "cat /etc/knot/knot.conf").stdout
+    assert running_rrl("fra1") == "200"
+
+    # 4. Verify: gru1 has the change and is drained while its readiness is checked.
+    run = Rollout(tmp_path / "rollout-4.log", *run.resume_hint(), *change)
+    run.reach(r"PoP fra \(Frankfurt\),", "fra1: the rollout that started PoP fra", "PoP fra done in",
+              r"PoP gru \(São Paulo\),", r"TASK \[Verify locally")
+    run.kill()
+    out_of_service(["gru1"])
+
+    # The resumed run finishes the job.
+    run = Rollout(tmp_path / "rollout-5.log", *run.resume_hint(), *change)
+    out = run.finish()
+    seconds = time.monotonic() - started
     result = regions.stop()
-    report("rolling run from hkg (RRL 250, BGP timers 5/15)", seconds, result)
-    assert proc.returncode == 0, proc.stdout[-4000:]
+    report("rollout killed at hkg (undrain), tyo (drain), fra (apply), gru (verify), resumed each time",
+           seconds, result)
+    assert run.proc.returncode == 0, out[-4000:]
+    assert "gru1: the rollout that started PoP gru" in out and "rolled gru; left alone" in out, out[-4000:]
     sent, lost = totals(result)
     assert lost == 0, result
-    assert sent >= len(CLIENTS) * RATE * 30
-    # Forced: no check-mode pass; every PoP is rolled for that reason alone, whatever it would change.
-    assert "Every PoP goes through drain, apply and undrain (rolling_force)" in proc.stdout, proc.stdout[-4000:]
-    for pop, servers in (("hkg", "hkg1: rolling_force; hkg2: rolling_force"), ("tyo", "tyo1: rolling_force"),
-                         ("fra", "fra1: rolling_force"), ("gru", "gru1: rolling_force")):
-        assert f"PoP {pop}: rolled ({servers})" in proc.stdout, proc.stdout[-4000:]
-    assert "rolled hkg, tyo, fra, gru; left alone, nothing to change and serving: none" in proc.stdout
-    # One PoP after the other, in the inventory's order, each drained by its traffic moving away.
-    order = [proc.stdout.index(f"PoP {pop} done in") for pop in ("hkg", "tyo", "fra", "gru")]
-    assert order == sorted(order), proc.stdout[-4000:]
-    assert proc.stdout.count("traffic moved") >= 3  # hkg may have been drained by the broken run
-    for pop, client in (("hkg", "cl-hkg"), ("tyo", "cl-tyo"), ("fra", "cl-lon"), ("gru", "cl-gru")):
-        assert f"{pop} from {client}: 203.0.113.53 answered by {pop}" in proc.stdout
-    # Each region moved away from its PoP during that PoP's turn, and came back.
+    assert sent >= len(CLIENTS) * RATE * 60
+    # Each region moved away from its PoP during that PoP's turns, and came back.
     for client, s in result.items():
         pops = {POP_OF[n] for n in s["answers_per_node"]}
         assert NEAREST_POP[client] in pops and len(pops) > 1, (client, s["answers_per_node"])
-    # The change is live everywhere, and nothing stayed drained.
+    # The change is live everywhere (the running Knot too: fra1's reload came from the resumed run),
+    # nothing stayed drained, and no record of an unfinished rollout is left.
     for server in SERVERS:
         assert "rate-limit: 250" in sh(server, "cat /etc/knot/knot.conf").stdout
+        assert running_rrl(server) == "250", server
         assert "timers bgp 5 15" in sh(server, "vtysh -c 'show running-config'").stdout
         assert bgp_asn(server) == "65053" and not drain_flag(server) and announced_to_upstream(server)
+        assert rollout_record(server) is None, server
         # The upgrade took effect: each daemon runs the new zipapp, not the one it started with.
         assert running_agents(server) == {u: f"anycast-agents-{UPGRADE}.pyz" for u in AGENT_UNITS}, server
     # That every PoP server is now exactly as site.yml leaves it with the same change (frr.conf was

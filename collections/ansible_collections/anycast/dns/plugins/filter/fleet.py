@@ -76,6 +76,17 @@ def _health(result):
     return " ".join("%s:%s" % (name[-2:], fam.get("state")) for name, fam in sorted(health["families"].items()))
 
 
+def _drain(result):
+    """'drained' or 'no', and a rollout that started the PoP and did not finish it (rolling.yml's record)."""
+    drain = "drained" if (result.get("health") or {}).get("drain") else "no"
+    record = result.get("rollout")
+    if not record:
+        return drain
+    if record.get("unreadable"):
+        return "%s, rollout record unreadable (%s)" % (drain, record["unreadable"])
+    return "%s, rollout of %s unfinished (started %s)" % (drain, record.get("pop"), record.get("started"))
+
+
 def _serials(result):
     per_zone = {}
     for zones in (result.get("serials") or {}).values():
@@ -94,9 +105,8 @@ def fleet_table(fleet, pops):
         if r.get("failed") and "sessions" not in r:
             rows.append([str(r.get("pop")), host, "unreachable: " + str(r.get("msg", ""))[:60], "", "", "", "", ""])
             continue
-        drain = r.get("health", {}) and (r.get("health") or {}).get("drain")
         rows.append([str(r.get("pop")), host, _bgp(r), _bfd(r), " ".join(r.get("announced") or []) or "nothing",
-                     _health(r), "drained" if drain else "no", _serials(r)])
+                     _health(r), _drain(r), _serials(r)])
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
     return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [header] + rows]
 

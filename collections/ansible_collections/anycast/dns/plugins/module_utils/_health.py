@@ -12,6 +12,9 @@ from __future__ import annotations
 HEALTH_COMMAND = "/usr/local/sbin/anycast-health"
 HEALTH_STATE = "/run/anycast-health/state.json"
 DRAIN_FLAG = "/var/lib/anycast-health/drain"  # kept across reboots; the agents' paths.DRAIN_FLAG
+# Written by playbooks/rolling.yml when it starts a PoP and removed when the PoP is done: one left
+# behind says a rollout stopped there (its controller killed, say). Not the daemon's: it never reads it.
+ROLLOUT_RECORD = "/var/lib/anycast-health/rollout.json"
 # The state.json schema these modules read (anycast_agents.state.SCHEMA).
 STATE_SCHEMA = 1
 

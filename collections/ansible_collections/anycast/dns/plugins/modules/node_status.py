@@ -62,6 +62,12 @@ options:
     description: The state file of C(anycast-health).
     type: path
     default: /run/anycast-health/state.json
+  rollout_record:
+    description:
+      - The record C(playbooks/rolling.yml) writes when it starts the server's PoP and removes when the
+        PoP is done; read into RV(rollout).
+    type: path
+    default: /var/lib/anycast-health/rollout.json
   vtysh:
     description: FRR's shell.
     type: path
@@ -115,6 +121,15 @@ drained:
   description: Whether the drain flag is set.
   returned: always
   type: bool
+rollout:
+  description:
+    - The record of a rollout that started this server's PoP and has not finished it (C(pop), C(started),
+      C(resume)), or null. One that is left behind says the rollout stopped there (a failed step, or its
+      controller killed); the next rollout rolls the PoP again and reloads every daemon.
+  returned: always
+  type: dict
+  sample: {pop: tyo, started: "2026-12-01T20:31:05+00:00",
+           resume: ansible-playbook -i inventories/lab playbooks/rolling.yml -e rolling_from=tyo}
 serials:
   description: Per address, per zone, the serial served or why there was none.
   returned: always
@@ -249,6 +264,16 @@ class Reader:
             self.module.fail_json(msg=problem)
         return state
 
+    def rollout(self):
+        try:
+            with open(self.p["rollout_record"]) as fh:
+                record = json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            return {"pop": None, "started": None, "unreadable": "%s: %s" % (self.p["rollout_record"], exc)}
+        return record if isinstance(record, dict) else {"pop": None, "started": None, "unreadable": "not an object"}
+
     def serials(self):
         return _dns.serials(self.p["addresses"], self.p["zones"], port=self.p["port"], timeout=1.0)
 
@@ -265,6 +290,7 @@ def main():
             "timeout": {"type": "float", "default": 60},
             "interval": {"type": "float", "default": 0.5},
             "health_state": {"type": "path", "default": _health.HEALTH_STATE},
+            "rollout_record": {"type": "path", "default": _health.ROLLOUT_RECORD},
             "vtysh": {"type": "path", "default": "/usr/bin/vtysh"},
         },
         supports_check_mode=True,
@@ -288,7 +314,8 @@ def main():
         elapsed = round(time.monotonic() - started, 3)
         result = {"changed": False, "sessions": sessions, "health": health,
                   "drained": bool(health and health.get("drain")), "serials": serials, "announced": announced,
-                  "ready": not ready, "announcing": not announce, "problems": wanted, "elapsed": elapsed}
+                  "ready": not ready, "announcing": not announce, "problems": wanted, "elapsed": elapsed,
+                  "rollout": reader.rollout()}
         if p["wait_for"] == "none" or not wanted:
             module.exit_json(**result)
         if elapsed >= p["timeout"]:

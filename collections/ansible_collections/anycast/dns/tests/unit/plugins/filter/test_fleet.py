@@ -56,3 +56,16 @@ def test_the_table_has_one_line_per_server_in_pop_order():
     fra = lines[4]
     assert "transit:Active" in fra and "nothing" in fra and "example.net=ERR" in fra
     assert "transit:up" in lines[1] and "v4:announced v6:announced" in lines[1] and "example.com=7" in lines[1]
+
+
+def test_the_drain_column_names_a_rollout_that_did_not_finish():
+    drained = dict(node(False), health={"drain": {"since": 1, "wait": 20}, "families": {}},
+                   rollout={"pop": "tyo", "started": "2026-12-01T20:31:05+00:00"})
+    undrained = dict(node(), rollout={"pop": "hkg", "started": "2026-12-01T20:29:40+00:00"})
+    broken = dict(node(), rollout={"pop": None, "started": None, "unreadable": "/x: Expecting value"})
+    lines = fleet_table(fleet(tyo1=drained, hkg2=undrained, gru1=broken), POPS)
+    by_server = {ln.split()[1]: ln for ln in lines[1:]}
+    assert "drained, rollout of tyo unfinished (started 2026-12-01T20:31:05+00:00)" in by_server["tyo1"]
+    assert " no, rollout of hkg unfinished (started 2026-12-01T20:29:40+00:00)" in by_server["hkg2"]
+    assert " no, rollout record unreadable (/x: Expecting value)" in by_server["gru1"]
+    assert " no " in by_server["fra1"] and "rollout" not in by_server["fra1"]

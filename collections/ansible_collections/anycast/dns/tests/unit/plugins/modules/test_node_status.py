@@ -108,3 +108,16 @@ def test_a_state_of_another_schema_is_refused_naming_both(run_module, tmp_path):
     result, failed = run_module(node_status.main, args(tmp_path, health_state=str(path)),
                                 Frr(summary(), bfd(), advertised(V4), advertised(V6)))
     assert failed and "schema 2" in result["msg"] and "reads schema 1" in result["msg"]
+
+
+def test_the_record_of_an_unfinished_rollout_is_returned_and_a_missing_one_is_none(run_module, tmp_path):
+    frr = Frr(summary(), bfd(), advertised(V4), advertised(V6))
+    record = tmp_path / "rollout.json"
+    result, failed = run_module(node_status.main, args(tmp_path, rollout_record=str(record)), frr)
+    assert not failed and result["rollout"] is None
+    record.write_text('{"pop": "tyo", "started": "2026-12-01T20:31:05+00:00", "resume": "r"}\n')
+    result, failed = run_module(node_status.main, args(tmp_path, rollout_record=str(record)), frr)
+    assert not failed and result["rollout"] == {"pop": "tyo", "started": "2026-12-01T20:31:05+00:00", "resume": "r"}
+    record.write_text("{half")
+    result, failed = run_module(node_status.main, args(tmp_path, rollout_record=str(record)), frr)
+    assert not failed and result["rollout"]["pop"] is None and str(record) in result["rollout"]["unreadable"]
