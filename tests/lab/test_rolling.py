@@ -241,8 +241,8 @@ def test_a_broken_change_stops_at_the_first_pop_which_stays_drained_and_clients_
 
 
 class Rollout:
-    """rolling.yml in a process group of its own, its output read as it comes, so that a test can
-    kill it (SIGKILL, the whole group: ansible-playbook, its workers, their ssh) at a chosen step."""
+    """rolling.yml in a session of its own, its output read as it comes, so that a test can kill it
+    (SIGKILL to ansible-playbook, its workers and their ssh) at a chosen step."""
 
     def __init__(self, log: Path, *extra: str, timeout: float = 900):
         self.log = log  # the whole output, written when the run ends
@@ -360,8 +360,8 @@ def running_rrl(server: str) -> str:
 
 def test_a_rollout_killed_at_each_step_leaves_the_fleet_safe_and_resumes_without_losing_a_query(
         converged, tmp_path):
-    """The full rollout of CHANGE, its controller killed (SIGKILL to the whole process group) once at
-    each step: undrain (hkg), drain (tyo), apply (fra, after knot.conf is written and before Knot
+    """The full rollout of CHANGE, its controller killed (SIGKILL to the run and every process it
+    started) once at each step: undrain (hkg), drain (tyo), apply (fra, after knot.conf is written and before Knot
     reloads it) and verify (gru). After each kill the fleet must be safe: at most the killed PoP
     out, a drained PoP staying drained (its daemon finishes the withdrawal), the quorum kept, and
     status.yml saying so. Each next run is the resume command the killed one printed; the last one
@@ -378,6 +378,11 @@ def test_a_rollout_killed_at_each_step_leaves_the_fleet_safe_and_resumes_without
     run.reach(r"PoP hkg \(Hong Kong\), 1 of 4", r"TASK \[Undrain")
     assert wait_for(lambda: not drain_flag("hkg1") and not drain_flag("hkg2"), 60, 0.2)
     run.kill()
+    texts = [run.text]
+    assert "Every PoP goes through drain, apply and undrain (rolling_force)" in run.text, run.text[-4000:]
+    for pop, servers in (("hkg", "hkg1: rolling_force; hkg2: rolling_force"), ("tyo", "tyo1: rolling_force"),
+                         ("fra", "fra1: rolling_force"), ("gru", "gru1: rolling_force")):
+        assert f"PoP {pop}: rolled ({servers})" in run.text, run.text[-4000:]
     assert "rolling_from=hkg" in run.resume_hint()[1]
     # Its daemons finish the undrain; hkg's servers announce with the change applied, and keep the
     # record of the unfinished rollout.
@@ -394,6 +399,7 @@ def test_a_rollout_killed_at_each_step_leaves_the_fleet_safe_and_resumes_without
               r"PoP tyo \(Tokyo\),", r"TASK \[Drain")
     assert wait_for(lambda: drain_flag("tyo1"), 60, 0.2)
     run.kill()
+    texts.append(run.text)
     out_of_service(["tyo1"])
     # status.yml shows who is out, and why.
     status, _ = playbook("status.yml", "-e", "target=tyo1")
@@ -407,6 +413,7 @@ def test_a_rollout_killed_at_each_step_leaves_the_fleet_safe_and_resumes_without
     run.reach(r"PoP fra \(Frankfurt\),",
               r"TASK \[anycast\.dns\.knot_dns : Install knot\.conf[^]]*\] \** changed: \[fra1\]")
     run.kill()
+    texts.append(run.text)
     out_of_service(["fra1"])
     assert "rate-limit: 250" in sh("fra1", "cat /etc/knot/knot.conf").stdout
     assert running_rrl("fra1") == "200"
@@ -416,17 +423,29 @@ def test_a_rollout_killed_at_each_step_leaves_the_fleet_safe_and_resumes_without
     run.reach(r"PoP fra \(Frankfurt\),", "fra1: the rollout that started PoP fra", "PoP fra done in",
               r"PoP gru \(São Paulo\),", r"TASK \[Verify locally")
     run.kill()
+    texts.append(run.text)
     out_of_service(["gru1"])
 
     # The resumed run finishes the job.
     run = Rollout(tmp_path / "rollout-5.log", *run.resume_hint(), *change)
     out = run.finish()
+    texts.append(out)
     seconds = time.monotonic() - started
     result = regions.stop()
     report("rollout killed at hkg (undrain), tyo (drain), fra (apply), gru (verify), resumed each time",
            seconds, result)
     assert run.proc.returncode == 0, out[-4000:]
-    assert "gru1: the rollout that started PoP gru" in out and "rolled gru; left alone" in out, out[-4000:]
+    assert "gru1: the rollout that started PoP gru" in out, out[-4000:]
+    assert "rolled gru; left alone, nothing to change and serving: none" in out, out[-4000:]
+    # Over the five runs: one PoP after the other, in the inventory's order, each finished once and
+    # verified from its vantage point; a PoP killed while announced (hkg) drained by its traffic
+    # moving away when the next run took it again.
+    every = " ".join(texts)
+    order = [every.index(f"PoP {pop} done in") for pop in ("hkg", "tyo", "fra", "gru")]
+    assert order == sorted(order), every[-4000:]
+    assert every.count("traffic moved") >= 1
+    for pop, client in (("hkg", "cl-hkg"), ("tyo", "cl-tyo"), ("fra", "cl-lon"), ("gru", "cl-gru")):
+        assert f"{pop} from {client}: 203.0.113.53 answered by {pop}" in every
     sent, lost = totals(result)
     assert lost == 0, result
     assert sent >= len(CLIENTS) * RATE * 60
