@@ -5,7 +5,15 @@ metrics, and a Knot that does not answer reported as knot_up 0 with no stale fig
 from __future__ import annotations
 
 import calendar
+import socket
+import threading
+import time
 
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rdatatype
+import dns.rrset
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -155,3 +163,115 @@ def test_certificate_expiry_read_from_a_real_certificate(tmp_path):
     left = ke.cert_not_after(str(cert)) - time.time()
     assert 2 * 86400 - 60 < left <= 2 * 86400
     assert ke.cert_not_after(str(tmp_path / "missing.pem")) is None
+
+
+# What a PoP serves, as validators see it: the RRSIGs that come with the apex SOA and DNSKEY.
+SIGNED = {"SOA": (NOW + 5 * 86400, NOW - 2 * 86400), "DNSKEY": (NOW + 9 * 86400, NOW - 86400)}
+
+
+def test_served_signatures_become_a_window_per_address_zone_and_type():
+    asked = []
+
+    def ask(address, zone):
+        asked.append((address, zone))
+        if address == "2001:db8:53::1":
+            raise dns.exception.Timeout
+        return SIGNED if zone == "example.com." else {"SOA": SIGNED["SOA"]}
+
+    metrics = ke.Samples()
+    ke.served_metrics(metrics, ["203.0.113.53", "2001:db8:53::1"], ["example.com.", "example.net."], NOW, ask)
+    got = {(name, labels): value for (name, labels), value in samples_of(metrics).items()}
+    v4 = ("address", "203.0.113.53")
+    assert got[("knot_served_signed", (v4, ("zone", "example.com")))] == 1
+    assert got[("knot_served_rrsig_expires_in_seconds", (v4, ("type", "SOA"), ("zone", "example.com")))] == 5 * 86400
+    assert got[("knot_served_rrsig_inception_in_seconds", (v4, ("type", "DNSKEY"), ("zone", "example.com")))] == -86400
+    # DNSKEY came without a signature: not signed, and no window for it.
+    assert got[("knot_served_signed", (v4, ("zone", "example.net")))] == 0
+    assert ("knot_served_rrsig_expires_in_seconds", (v4, ("type", "DNSKEY"), ("zone", "example.net"))) not in got
+    # No answer: not signed, no window at all.
+    v6 = ("address", "2001:db8:53::1")
+    assert got[("knot_served_signed", (v6, ("zone", "example.com")))] == 0
+    assert not [k for k in got if k[0] != "knot_served_signed" and v6 in k[1]]
+    assert len(asked) == 4
+
+
+def samples_of(metrics: ke.Samples) -> dict:
+    class Fixed:
+        def collect(self):
+            yield from metrics
+
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(Fixed())
+    return samples(generate_latest(reg).decode())
+
+
+def test_only_the_signed_zones_are_asked_and_only_when_knot_answers():
+    asked = []
+
+    def ask(address, zone):
+        asked.append(zone)
+        return SIGNED
+
+    collector = ke.KnotCollector(FineKnot(), served=["203.0.113.53"], ask=ask)
+    got = samples(generate_latest(ke.registry(collector)).decode())
+    assert asked == ["example.com."]  # example.net has no RRSIG at its apex: unsigned
+    assert got[("knot_served_signed", (("address", "203.0.113.53"), ("zone", "example.com")))] == 1
+    asked.clear()
+    samples(generate_latest(ke.registry(ke.KnotCollector(DeadKnot(), served=["203.0.113.53"], ask=ask))).decode())
+    assert asked == []
+
+
+class SignedAuthority:
+    """Answers the apex SOA and DNSKEY of example.com on 127.0.0.1 over UDP, with RRSIGs whose
+    window is SIGNED (the DNSKEY unsigned when dnskey_signed is false)."""
+
+    def __init__(self, dnskey_signed=True):
+        self.dnskey_signed = dnskey_signed
+        self.asked: list[tuple[str, bool, bool]] = []  # (type, DO, RD) of each query
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def rrsig(rtype: str) -> dns.rrset.RRset:
+        expiration, inception = (time.strftime("%Y%m%d%H%M%S", time.gmtime(t)) for t in SIGNED[rtype])
+        return dns.rrset.from_text("example.com.", 3600, "IN", "RRSIG",
+                                   f"{rtype} 13 2 3600 {expiration} {inception} 12345 example.com. c2lnbmF0dXJl")
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            query = dns.message.from_wire(data)
+            resp = dns.message.make_response(query)
+            rtype = dns.rdatatype.to_text(query.question[0].rdtype)
+            rdata = {"SOA": "ns1.example.com. h.example.com. 1 2 3 4 5",
+                     "DNSKEY": "257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+Kk"
+                               "xLbxILfDLUT0rAK9iUzy1L53eKGQ=="}
+            resp.answer.append(dns.rrset.from_text("example.com.", 3600, "IN", rtype, rdata[rtype]))
+            if rtype == "SOA" or self.dnskey_signed:
+                resp.answer.append(self.rrsig(rtype))
+            self.asked.append((rtype, bool(query.ednsflags & dns.flags.DO), bool(query.flags & dns.flags.RD)))
+            self.sock.sendto(resp.to_wire(), peer)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("dnskey_signed", [True, False])
+def test_served_signatures_read_over_dns_with_the_do_bit(dnskey_signed):
+    server = SignedAuthority(dnskey_signed)
+    try:
+        got = ke.served_signatures("127.0.0.1", "example.com.", timeout=2, port=server.port)
+    finally:
+        server.close()
+    assert got == (SIGNED if dnskey_signed else {"SOA": SIGNED["SOA"]})
+    assert server.asked == [("SOA", True, False), ("DNSKEY", True, False)]  # DO set, RD clear

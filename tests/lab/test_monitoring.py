@@ -121,6 +121,15 @@ def test_every_scrape_target_is_up_and_every_probe_answers(fleet):
     assert len(serials) == 6 * 2 and len(set(serials.values())) == 1, serials
     rrsig = query("min(knot_zone_rrsig_expires_in_seconds)")
     assert float(rrsig[0]["value"][1]) > 7 * 86400  # freshly signed: about rrsig-lifetime (14 days)
+    # What the anycast addresses serve, as validators judge it: every PoP server answers every signed
+    # zone's apex SOA and DNSKEY with signatures on both addresses, valid now and for days.
+    served = {(r["metric"]["instance"], r["metric"]["address"], r["metric"]["zone"]): r["value"][1]
+              for r in query("knot_served_signed")}
+    signed = {r["metric"]["zone"] for r in query("knot_zone_rrsig_expires_in_seconds")}
+    assert signed and served == {(server, address, zone): "1" for server in ("hkg1", "hkg2", "tyo1", "fra1", "gru1")
+                                 for address in ("203.0.113.53", "2001:db8:53::1") for zone in signed}, served
+    assert float(query("min(knot_served_rrsig_expires_in_seconds)")[0]["value"][1]) > 7 * 86400
+    assert float(query("max(knot_served_rrsig_inception_in_seconds)")[0]["value"][1]) < 0
     # Nothing fires on a healthy fleet.
     assert firing() == set()
 

@@ -4,4 +4,4 @@ server announces (anycast-health), the Prometheus exporter of the local Knot
 one zipapp, anycast-agents-<version>.pyz, that the collection's agents role installs; each command
 is a link to it."""
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"

@@ -2,6 +2,7 @@
 (python3-libknot), exposed with prometheus_client (python3-prometheus-client).
 
     anycast-knot-exporter [--listen ADDR:PORT] [--socket PATH] [--timeout S] [--tls-cert PATH ...]
+                          [--served ADDR ...]
     anycast-knot-exporter --once        print the metrics once and exit (1 if Knot did not answer)
     anycast-knot-exporter --version
 
@@ -15,6 +16,11 @@ Every scrape asks Knot, at that moment:
   validators fail. (A secondary's expiration timer is not the time since its last refresh: Knot
   takes the primary's EDNS EXPIRE, which a signing primary bounds by its signatures' expiry.)
 And, without Knot: the expiry of the zone-transfer TLS certificates (--tls-cert, `openssl x509`).
+And what clients get (--served ADDR, the node's anycast addresses): for each signed zone, the apex
+SOA and DNSKEY asked over DNS with the DO bit, and the validity window of the RRSIGs that come with
+them, as a validator sees it: the earliest expiration and the latest inception. The primary's files
+and Knot's memory can be right while the answers are not (a transfer that stopped, a signer that
+stopped re-signing or runs on a wrong clock); validators judge the answers.
 
 knot_up is 0 when the control socket does not answer; the other Knot metrics are then absent.
 Why not Knot's own exporter (PyPI knot-exporter): it follows Knot's releases (3.3 and later; Debian
@@ -33,6 +39,11 @@ import threading
 import time
 from collections.abc import Iterator
 
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UntypedMetricFamily
 
@@ -72,7 +83,13 @@ HELP = {
     "knot_zone_soa_retry_seconds": ("gauge", "the retry field of the zone's SOA"),
     "knot_tls_cert_expires_in_seconds": ("gauge", "seconds until the zone-transfer TLS certificate expires"),
     "knot_zone_rrsig_expires_in_seconds": ("gauge", "seconds until the earliest RRSIG at the apex expires"),
+    "knot_served_signed": ("gauge", "1 when the address answered the apex SOA and DNSKEY of the zone, each signed"),
+    "knot_served_rrsig_expires_in_seconds": ("gauge", "seconds until the earliest RRSIG served with the type expires"),
+    "knot_served_rrsig_inception_in_seconds": (
+        "gauge", "seconds until the latest RRSIG served with the type becomes valid (negative: valid since)"),
 }
+# The apex RRsets whose signatures every validator checks first, asked at each scrape.
+SERVED_TYPES = ("SOA", "DNSKEY")
 
 
 def knot_seconds(text: str | None) -> float | None:
@@ -172,6 +189,44 @@ def zone_metrics(metrics: Samples, status: dict, apex: dict, now: float) -> None
             metrics.add("knot_zone_rrsig_expires_in_seconds", round(min(expirations) - now, 3), zone=label)
 
 
+def served_signatures(address: str, zone: str, timeout: float = 1.0, port: int = 53) -> dict[str, tuple[float, float]]:
+    """Per type of SERVED_TYPES, (earliest expiration, latest inception) in Unix time of the RRSIGs
+    ADDRESS sends with the answer for ZONE's apex, asked with the DO bit over UDP (again over TCP
+    when truncated). A type answered without a signature is left out. Raises dns.exception.DNSException
+    or OSError when ADDRESS does not answer."""
+    windows = {}
+    for rtype in SERVED_TYPES:
+        query = dns.message.make_query(zone, rtype, want_dnssec=True)
+        query.flags &= ~dns.flags.RD
+        answer = dns.query.udp(query, address, timeout=timeout, port=port)
+        if answer.flags & dns.flags.TC:
+            answer = dns.query.tcp(query, address, timeout=timeout, port=port)
+        covered = dns.rdatatype.from_text(rtype)
+        sigs = [sig for rrset in answer.answer if rrset.rdtype == dns.rdatatype.RRSIG
+                for sig in rrset if sig.type_covered == covered]
+        if sigs:
+            windows[rtype] = (float(min(sig.expiration for sig in sigs)), float(max(sig.inception for sig in sigs)))
+    return windows
+
+
+def served_metrics(metrics: Samples, addresses: list[str], zones: list[str], now: float,
+                   ask=served_signatures) -> None:
+    """What ADDRESSES serve for ZONES (the signed ones): see served_signatures."""
+    for address in addresses:
+        for zone in zones:
+            label = _zone(zone)
+            try:
+                windows = ask(address, zone)
+            except (dns.exception.DNSException, OSError, ValueError):
+                windows = {}
+            metrics.add("knot_served_signed", int(set(windows) == set(SERVED_TYPES)), address=address, zone=label)
+            for rtype, (expiration, inception) in sorted(windows.items()):
+                metrics.add("knot_served_rrsig_expires_in_seconds", round(expiration - now, 3),
+                            address=address, zone=label, type=rtype)
+                metrics.add("knot_served_rrsig_inception_in_seconds", round(inception - now, 3),
+                            address=address, zone=label, type=rtype)
+
+
 def cert_not_after(path: str) -> float | None:
     """The notAfter of a PEM certificate (Unix time), read with `openssl x509`; None when the file is
     missing or unreadable."""
@@ -244,9 +299,12 @@ class Knot:
 class KnotCollector:
     """prometheus_client collector: one conversation with Knot per scrape."""
 
-    def __init__(self, knot, certs: list[str] | None = None) -> None:
+    def __init__(self, knot, certs: list[str] | None = None, served: list[str] | None = None,
+                 ask=served_signatures) -> None:
         self.knot = knot
         self.certs = list(certs or [])
+        self.served = list(served or [])
+        self.ask = ask
         self.last_ok = False
         self.last_error = ""
 
@@ -263,6 +321,9 @@ class KnotCollector:
             metrics.add("knot_up", 1)
             stats_metrics(metrics, stats)
             zone_metrics(metrics, status, apex, time.time())
+            # The zones Knot signs or serves signed: an unsigned zone has no signature to judge.
+            signed = sorted(zone for zone, records in apex.items() if records.get("RRSIG"))
+            served_metrics(metrics, self.served, signed, time.time(), self.ask)
         metrics.add("knot_scrape_seconds", round(time.monotonic() - started, 4))
         cert_metrics(metrics, self.certs, time.time())
         yield from metrics
@@ -282,12 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=3, help="control-socket timeout, seconds")
     parser.add_argument("--tls-cert", action="append", default=None, metavar="PATH",
                         help=f"a TLS certificate whose expiry to report (repeatable; default {paths.XOT_CERT})")
+    parser.add_argument("--served", action="append", default=[], metavar="ADDR",
+                        help="an address whose answers' RRSIGs to report, for every signed zone (repeatable)")
     parser.add_argument("--once", action="store_true", help="print the metrics once and exit")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         parser.error(f"--listen {args.listen!r}: expected ADDR:PORT")
-    collector = KnotCollector(Knot(args.socket, max(1, args.timeout)), args.tls_cert or [paths.XOT_CERT])
+    collector = KnotCollector(Knot(args.socket, max(1, args.timeout)), args.tls_cert or [paths.XOT_CERT], args.served)
     reg = registry(collector)
     if args.once:
         sys.stdout.write(generate_latest(reg).decode())
