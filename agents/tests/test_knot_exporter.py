@@ -192,7 +192,17 @@ def test_served_signatures_become_a_window_per_address_zone_and_type():
     v6 = ("address", "2001:db8:53::1")
     assert got[("knot_served_signed", (v6, ("zone", "example.com")))] == 0
     assert not [k for k in got if k[0] != "knot_served_signed" and v6 in k[1]]
-    assert len(asked) == 4
+    # The IPv6 address timed out on example.com: example.net was not asked there (no second timeout).
+    assert asked == [("203.0.113.53", "example.com."), ("203.0.113.53", "example.net."),
+                     ("2001:db8:53::1", "example.com.")]
+    assert got[("knot_served_signed", (v6, ("zone", "example.net")))] == 0
+
+
+def test_a_served_address_that_is_not_an_ip_address_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ke.main(["--once", "--served", "203.0.113.53", "--served", "2001:db8:53::1Restart=always"])
+    assert exit_.value.code == 2
+    assert "--served '2001:db8:53::1Restart=always': not an IP address" in capsys.readouterr().err
 
 
 def samples_of(metrics: ke.Samples) -> dict:

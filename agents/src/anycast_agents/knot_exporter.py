@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import ipaddress
 import re
 import subprocess
 import sys
@@ -211,14 +212,18 @@ def served_signatures(address: str, zone: str, timeout: float = 1.0, port: int =
 
 def served_metrics(metrics: Samples, addresses: list[str], zones: list[str], now: float,
                    ask=served_signatures) -> None:
-    """What ADDRESSES serve for ZONES (the signed ones): see served_signatures."""
+    """What ADDRESSES serve for ZONES (the signed ones): see served_signatures. An address that does
+    not answer one zone is not asked the others in this scrape (each would wait for its timeout)."""
     for address in addresses:
+        answering = True
         for zone in zones:
             label = _zone(zone)
-            try:
-                windows = ask(address, zone)
-            except (dns.exception.DNSException, OSError, ValueError):
-                windows = {}
+            windows = {}
+            if answering:
+                try:
+                    windows = ask(address, zone)
+                except (dns.exception.DNSException, OSError, ValueError):
+                    answering = False
             metrics.add("knot_served_signed", int(set(windows) == set(SERVED_TYPES)), address=address, zone=label)
             for rtype, (expiration, inception) in sorted(windows.items()):
                 metrics.add("knot_served_rrsig_expires_in_seconds", round(expiration - now, 3),
@@ -347,6 +352,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="an address whose answers' RRSIGs to report, for every signed zone (repeatable)")
     parser.add_argument("--once", action="store_true", help="print the metrics once and exit")
     args = parser.parse_args(argv)
+    for address in args.served:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            parser.error(f"--served {address!r}: not an IP address")
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         parser.error(f"--listen {args.listen!r}: expected ADDR:PORT")
