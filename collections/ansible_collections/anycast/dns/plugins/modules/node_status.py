@@ -128,7 +128,7 @@ rollout:
       controller killed); the next rollout rolls the PoP again and reloads every daemon.
   returned: always
   type: dict
-  sample: {pop: tyo, started: "2026-12-01T20:31:05+00:00",
+  sample: {pop: tyo, started: "2026-12-01T20:31:05Z",
            resume: ansible-playbook -i inventories/lab playbooks/rolling.yml -e rolling_from=tyo}
 serials:
   description: Per address, per zone, the serial served or why there was none.
