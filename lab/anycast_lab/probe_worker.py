@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -20,6 +22,49 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
+# Linux's SO_TIMESTAMPNS (asm-generic/socket.h; Python does not name it): the kernel stamps each
+# datagram with the time it arrived, a struct timespec in an SCM_TIMESTAMPNS control message.
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("@qq")
+
+
+def udp_exchange(query: dns.message.Message, target: str, timeout: float) -> tuple[dns.message.Message, float]:
+    """QUERY to TARGET over UDP: (response, seconds from the send to the kernel's arrival stamp).
+
+    Judged on the kernel's arrival time, not on when this thread runs: on a loaded host the worker
+    can be kept off the CPU past the timeout while the answer waits in the socket, and counting that
+    as lost would measure the host's scheduler, not the network. Once the deadline has passed by
+    this thread's clock, the socket is read without waiting one last time; whatever arrived is
+    judged by its stamp. Raises dns.exception.Timeout when nothing arrived within TIMEOUT."""
+    family = socket.AF_INET6 if ":" in target else socket.AF_INET
+    wire = query.to_wire()
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setblocking(False)
+        sock.connect((target, 53))
+        sent = time.time()  # CLOCK_REALTIME, the clock of the kernel's stamps
+        sock.send(wire)
+        while True:
+            remaining = sent + timeout - time.time()
+            readable, _, _ = select.select([sock], [], [], max(remaining, 0))
+            if not readable:
+                raise dns.exception.Timeout
+            data, ancillary, _flags, _addr = sock.recvmsg(65535, socket.CMSG_SPACE(TIMESPEC.size))
+            arrived = time.time()
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= TIMESPEC.size:
+                    sec, nsec = TIMESPEC.unpack(payload[:TIMESPEC.size])
+                    arrived = sec + nsec / 1e9
+            try:
+                resp = dns.message.from_wire(data)
+            except dns.exception.DNSException:
+                continue  # not a DNS message: keep waiting for the answer
+            if not query.is_response(resp):
+                continue  # a stray or late answer to something else
+            if arrived - sent > timeout:
+                raise dns.exception.Timeout
+            return resp, arrived - sent
+
 
 def one_query(target: str, qname: str, timeout: float, tcp: bool, qtype: str = "SOA") -> dict:
     query = dns.message.make_query(qname, dns.rdatatype.from_text(qtype), use_edns=0,
@@ -29,11 +74,12 @@ def one_query(target: str, qname: str, timeout: float, tcp: bool, qtype: str = "
     try:
         if tcp:
             resp = dns.query.tcp(query, target, timeout=timeout)
+            rtt = (time.monotonic() - start) * 1000
         else:
-            resp = dns.query.udp(query, target, timeout=timeout)
+            resp, seconds = udp_exchange(query, target, timeout)
+            rtt = seconds * 1000
     except (dns.exception.Timeout, OSError, EOFError, dns.exception.DNSException) as exc:
         return {"rtt_ms": None, "nsid": None, "rcode": None, "error": type(exc).__name__}
-    rtt = (time.monotonic() - start) * 1000
     nsid = None
     for opt in resp.options:
         if opt.otype == dns.edns.NSID:
