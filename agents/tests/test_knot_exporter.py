@@ -5,8 +5,6 @@ metrics, and a Knot that does not answer reported as knot_up 0 with no stale fig
 from __future__ import annotations
 
 import calendar
-import socket
-import threading
 import time
 
 import dns.exception
@@ -15,6 +13,7 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 import pytest
+from dns_authority import Authority
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -231,20 +230,14 @@ def test_only_the_signed_zones_are_asked_and_only_when_knot_answers():
     assert asked == []
 
 
-class SignedAuthority:
-    """Answers the apex SOA and DNSKEY of example.com on 127.0.0.1 over UDP, with RRSIGs whose
-    window is SIGNED (the DNSKEY unsigned when dnskey_signed is false)."""
+class SignedAuthority(Authority):
+    """Answers the apex SOA and DNSKEY of example.com with RRSIGs whose window is SIGNED (the
+    DNSKEY unsigned when dnskey_signed is false)."""
 
     def __init__(self, dnskey_signed=True):
         self.dnskey_signed = dnskey_signed
         self.asked: list[tuple[str, bool, bool]] = []  # (type, DO, RD) of each query
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(["example.com"])
 
     @staticmethod
     def rrsig(rtype: str) -> dns.rrset.RRset:
@@ -252,28 +245,18 @@ class SignedAuthority:
         return dns.rrset.from_text("example.com.", 3600, "IN", "RRSIG",
                                    f"{rtype} 13 2 3600 {expiration} {inception} 12345 example.com. c2lnbmF0dXJl")
 
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except (TimeoutError, OSError):
-                continue
-            query = dns.message.from_wire(data)
-            resp = dns.message.make_response(query)
-            rtype = dns.rdatatype.to_text(query.question[0].rdtype)
-            rdata = {"SOA": "ns1.example.com. h.example.com. 1 2 3 4 5",
-                     "DNSKEY": "257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+Kk"
-                               "xLbxILfDLUT0rAK9iUzy1L53eKGQ=="}
-            resp.answer.append(dns.rrset.from_text("example.com.", 3600, "IN", rtype, rdata[rtype]))
-            if rtype == "SOA" or self.dnskey_signed:
-                resp.answer.append(self.rrsig(rtype))
-            self.asked.append((rtype, bool(query.ednsflags & dns.flags.DO), bool(query.flags & dns.flags.RD)))
-            self.sock.sendto(resp.to_wire(), peer)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(2)
-        self.sock.close()
+    def answer(self, wire: bytes) -> bytes:
+        query = dns.message.from_wire(wire)
+        resp = dns.message.make_response(query)
+        rtype = dns.rdatatype.to_text(query.question[0].rdtype)
+        rdata = {"SOA": "ns1.example.com. h.example.com. 1 2 3 4 5",
+                 "DNSKEY": "257 3 13 mdsswUyr3DPW132mOi8V9xESWE8jTo0dxCjjnopKl+GqJxpVXckHAeF+Kk"
+                           "xLbxILfDLUT0rAK9iUzy1L53eKGQ=="}
+        resp.answer.append(dns.rrset.from_text("example.com.", 3600, "IN", rtype, rdata[rtype]))
+        if rtype == "SOA" or self.dnskey_signed:
+            resp.answer.append(self.rrsig(rtype))
+        self.asked.append((rtype, bool(query.ednsflags & dns.flags.DO), bool(query.flags & dns.flags.RD)))
+        return resp.to_wire()
 
 
 @pytest.mark.parametrize("dnskey_signed", [True, False])
