@@ -314,12 +314,12 @@ def main():
         elapsed = round(time.monotonic() - started, 3)
         result = {"changed": False, "sessions": sessions, "health": health,
                   "drained": bool(health and health.get("drain")), "serials": serials, "announced": announced,
-                  "ready": not ready, "announcing": not announce, "problems": wanted, "elapsed": elapsed,
-                  "rollout": reader.rollout()}
+                  "ready": not ready, "announcing": not announce, "problems": wanted, "elapsed": elapsed}
         if p["wait_for"] == "none" or not wanted:
-            module.exit_json(**result)
+            module.exit_json(rollout=reader.rollout(), **result)  # the record read once, as the module ends
         if elapsed >= p["timeout"]:
-            module.fail_json(msg="not %s after %.0f s: %s" % (p["wait_for"], elapsed, "; ".join(wanted)), **result)
+            module.fail_json(msg="not %s after %.0f s: %s" % (p["wait_for"], elapsed, "; ".join(wanted)),
+                             rollout=reader.rollout(), **result)
         time.sleep(p["interval"])
 
 
