@@ -33,12 +33,14 @@ RESOLVER_PACKAGES = ["unbound"]
 RECIPE_VERSION = 3  # bump when the build steps below change
 
 NM_CONF = """\
-# anycast-lab: the lab wires eth*/mgmt0 from outside; NetworkManager keeps lo only (nmcli on lo).
+# anycast-lab: the lab wires every link from outside. The management interface stays the lab's;
+# NetworkManager manages the others as on a real server: through the roles' profiles (lo, a PoP
+# server's upstream links) or, without one, it assumes what it finds and leaves it alone.
 [main]
 no-auto-default=*
 
 [keyfile]
-unmanaged-devices=interface-name:eth*;interface-name:mgmt0
+unmanaged-devices=interface-name:mgmt0
 """
 
 MASKED_UNITS = [

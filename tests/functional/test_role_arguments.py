@@ -12,7 +12,7 @@ from tests.conftest import REPO, run_playbook
 
 PLAYBOOK = "tests/functional/playbooks/role_arguments.yml"
 PROD_VAULT = ("--vault-id", f"production@{REPO / 'example-vault-password.txt'}")
-SERVER_ROLES = ["sysctl_tuning", "anycast_loopback", "knot_dns", "frr_bgp", "anycast_health"]
+SERVER_ROLES = ["sysctl_tuning", "anycast_loopback", "upstream_links", "knot_dns", "frr_bgp", "anycast_health"]
 PRIMARY_ROLES = ["sysctl_tuning", "knot_dns", "monitoring"]
 
 

@@ -31,6 +31,7 @@ from tests.lab.fleet import (
     established_and_bfd_up,
     graceful_shutdown_seen,
     health,
+    host_vars,
     probe,
     received,
     sessions,
@@ -356,24 +357,40 @@ def interface_with(node: str, address: str) -> str:
     return out[1].split("@")[0]
 
 
-FLAP_S = 2  # how long the link stays down
+def active_profile(node: str, iface: str) -> str:
+    """The NetworkManager profile active on NODE's IFACE ('' when none)."""
+    return sh(node, f"nmcli -g GENERAL.CONNECTION device show {iface}", check=False).stdout.strip()
 
 
-@pytest.mark.parametrize("side", ["server", "router"])
-def test_an_upstream_link_flap_heals_by_itself(steady, side):
+# How long the link stays down: shorter than NetworkManager's carrier-wait-timeout (6 s), and longer,
+# when NetworkManager would deactivate the profile and remove the addresses without ignore-carrier.
+NM_CARRIER_WAIT_S = 6
+@pytest.mark.parametrize(("side", "flap_s"), [("server", 2), ("router", 2), ("router", 10)])
+def test_an_upstream_link_flap_heals_by_itself(steady, side, flap_s):
     """fra1's upstream link goes down and comes back after FLAP_S (a switch port reset, a cable
-    reseat, `ip link set down` then `up`), on fra1's side or on tr-fra's. Both ends keep their IPv6
-    addresses (net.ipv6.conf.all.keep_addr_on_down: sysctl_tuning on the server, the lab's router
-    setup on the router; Linux would flush them, and the IPv6 session would stay down for good), so
-    both sessions and BFD peers come back by themselves, both families are announced again, and
-    London is answered by fra1 again on both, with no one acting."""
+    reseat, `ip link set down` then `up`), on fra1's side or on tr-fra's (fra1 loses the carrier).
+    The link is upstream_links' NetworkManager profile, kept active through the carrier loss
+    (ignore-carrier), and both ends keep their IPv6 addresses (net.ipv6.conf.all.keep_addr_on_down:
+    sysctl_tuning on the server, the lab's router setup on the router; Linux would flush them, and
+    the IPv6 session would stay down for good), so both sessions and BFD peers come back by
+    themselves, both families are announced again, and London is answered by fra1 again on both,
+    with no one acting."""
     node_iface = interface_with(NODE, NODE_ADDR[4])
     node, iface = (NODE, node_iface) if side == "server" else (ROUTER, interface_with(ROUTER, ROUTER_ADDR[4]))
     assert sh(node, "sysctl -n net.ipv6.conf.all.keep_addr_on_down").stdout.strip() == "1"
+    assert active_profile(NODE, node_iface) == f"anycast-{node_iface}"
     p4, p6 = Probe(fam=4, duration=60), Probe(fam=6, duration=60)
     p6.wait_started(2)
     sh(node, f"ip link set {iface} down")
-    time.sleep(FLAP_S)
+    down = time.monotonic()
+    if flap_s > NM_CARRIER_WAIT_S:
+        # Past NetworkManager's carrier-wait-timeout: without ignore-carrier it would have
+        # deactivated the profile and removed the addresses by now (checked on the lab: it does).
+        time.sleep(NM_CARRIER_WAIT_S + 2)
+        during = sh(NODE, f"ip -br addr show {node_iface}").stdout
+        assert NODE_ADDR[4] in during and NODE_ADDR[6] in during, during
+        assert active_profile(NODE, node_iface) == f"anycast-{node_iface}"
+    time.sleep(max(0.0, flap_s - (time.monotonic() - down)))
     sh(node, f"ip link set {iface} up")
     up = time.monotonic()
     healed = wait_for(lambda: not any(established_and_bfd_up(NODE).values()) and at_router(4) and at_router(6), 30, 0.2)
@@ -383,16 +400,73 @@ def test_an_upstream_link_flap_heals_by_itself(steady, side):
     p6.stop()
     s4, s6 = p4.result(), p6.result()
     for fam, s in ((4, s4), (6, s6)):
-        report(f"upstream link flap ({FLAP_S} s down) on the {side}'s side, IPv{fam} client", s)
-    print(f"[health] flap on the {side}'s side: sessions, BFD and both families at tr-fra back "
+        report(f"upstream link flap ({flap_s} s down) on the {side}'s side, IPv{fam} client", s)
+    print(f"[health] {flap_s} s flap on the {side}'s side: sessions, BFD and both families at tr-fra back "
           f"{back_s:.1f} s after the link came up")
     assert healed, (established_and_bfd_up(NODE), at_router(4), at_router(6))
     addrs = sh(NODE, f"ip -br addr show {node_iface}").stdout
-    assert NODE_ADDR[6] in addrs, addrs
+    assert NODE_ADDR[4] in addrs and NODE_ADDR[6] in addrs, addrs
+    assert active_profile(NODE, node_iface) == f"anycast-{node_iface}"  # never deactivated
     for s in (s4, s6):
         # Away while the link was down, back to fra1 afterwards; the outage is the move away.
         assert s["first"] == NODE and s["last"] == NODE and len(s["sequence"]) >= 3, s["sequence"]
         assert s["outage_ms"] <= 1500, s
+
+
+def test_the_upstream_link_comes_back_from_its_profile_at_boot(steady):
+    """fra1 boots with its upstream link bare (its addresses flushed, as on a machine whose network
+    configuration lives nowhere else): NetworkManager applies upstream_links' stored profile at
+    boot, and the sessions, BFD and both families come back with no one acting. The lab wires the
+    links only when it comes up, so without the profile fra1 would stay cut off."""
+    iface = interface_with(NODE, NODE_ADDR[4])
+    profile = f"anycast-{iface}"
+    wanted = next(i for i in host_vars(NODE)["anycast_interfaces"] if i["name"] == iface)
+    stored = sh(NODE, f"nmcli -g connection.autoconnect,ipv4.method,ipv4.addresses,ipv6.method,ipv6.addresses "
+                      f"connection show {profile}").stdout.replace("\\:", ":").split("\n")  # -g escapes colons
+    assert stored[:5] == ["yes", "manual", wanted["ipv4"], "manual", wanted["ipv6"]], stored
+    p = Probe(duration=60)
+    p.wait_started(2)
+    sh(NODE, f"ip addr flush dev {iface} scope global")
+    took = lab_cli("reboot", NODE, timeout=300).stdout.strip()
+    assert wait_for(lambda: announced(NODE, 4) and announced(NODE, 6), 60, 0.5), health(NODE)
+    healed = wait_for(lambda: not any(established_and_bfd_up(NODE).values()) and at_router(4) and at_router(6), 30, 0.2)
+    time.sleep(3)
+    p.stop()
+    s = p.result()
+    report(f"upstream link bare at boot ({took})", s)
+    assert healed, (established_and_bfd_up(NODE), at_router(4), at_router(6))
+    addrs = sh(NODE, f"ip -br addr show {iface}").stdout
+    assert NODE_ADDR[4] in addrs and NODE_ADDR[6] in addrs, addrs
+    assert active_profile(NODE, iface) == profile
+    assert s["first"] == NODE and s["last"] == NODE, s["sequence"]
+
+
+UNMANAGED_CONF = "/etc/NetworkManager/conf.d/95-lab-test-unmanaged.conf"
+
+
+def test_an_upstream_interface_networkmanager_leaves_alone_is_refused_naming_it(converged):
+    """On a server where NetworkManager does not manage the upstream interface (here through
+    keyfile.unmanaged-devices; on Debian an ifupdown stanza does the same), the role stops with the
+    host, the interface and the reason, instead of writing a profile that would never apply. Once
+    the interface is NetworkManager's again, the next run activates the profile."""
+    iface = interface_with(NODE, NODE_ADDR[4])
+    sh(NODE, f"printf '[keyfile]\\nunmanaged-devices=interface-name:mgmt0;interface-name:{iface}\\n' "
+             f"> {UNMANAGED_CONF}; systemctl restart NetworkManager")
+    try:
+        refused = run_playbook("site.yml", INVENTORY, "--limit", NODE, "--tags", "links")
+    finally:
+        sh(NODE, f"rm -f {UNMANAGED_CONF}; systemctl restart NetworkManager")
+    out = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode != 0, out[-2000:]
+    assert f"{NODE}: upstream interface {iface}: NetworkManager does not manage it (state 10 (unmanaged))" in out, \
+        out[-2000:]
+    assert "/etc/network/interfaces" in out
+    # Managed again, NetworkManager only assumes the interface as it finds it; the role's next run
+    # puts its profile back.
+    again = run_playbook("site.yml", INVENTORY, "--limit", NODE, "--tags", "links")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert active_profile(NODE, iface) == f"anycast-{iface}"
+    assert wait_for(lambda: not any(established_and_bfd_up(NODE).values()), 30, 0.5), established_and_bfd_up(NODE)
 
 
 def test_only_ipv6_broken_moves_only_ipv6(steady):
