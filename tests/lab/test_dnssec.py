@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.fleet import NEAREST_POP, POP_OF, SERVERS, SERVICE, sh, wait_for
-from tests.lab.test_knot import PRIMARY, PRIMARY_ADDR, UNICAST, ds_records, resolve, serial_on
+from tests.lab.test_knot import PRIMARY, PRIMARY_ADDR, UNICAST, ds_records, knot_journal, resolve, serial_on
 from tests.lab.test_monitoring import firing, query
 
 pytestmark = pytest.mark.lab
@@ -71,9 +71,9 @@ def unbound_skew(inception: int, expiration: int) -> int:
     return int(min(max(0.1 * (expiration - inception), UNBOUND_SKEW_MIN), UNBOUND_SKEW_MAX))
 
 
-def refused_since(server: str, since: str) -> bool:
-    log = sh(server, f"journalctl -u knot --no-pager -o cat --since '{since}'", check=False).stdout
-    return f"[{ZONE}.] {REFUSAL}" in log or f"[{ZONE}.] DNSSEC, incremental validation failed" in log
+def refused_since(server: str, since: float) -> bool:
+    refusals = (f"[{ZONE}.] {REFUSAL}", f"[{ZONE}.] DNSSEC, incremental validation failed")
+    return any(r in m for _, m in knot_journal(server, since) for r in refusals)
 
 
 def repair_the_primary() -> None:
@@ -98,7 +98,7 @@ def test_a_zone_signed_with_the_clock_ahead_is_refused_by_the_pops_and_alerts_fi
                     f"'Environment=LD_PRELOAD={LIBFAKETIME} FAKETIME_TIMESTAMP_FILE={FAKE_CLOCK} "
                     "FAKETIME_CACHE_DURATION=1 FAKETIME_DONT_FAKE_MONOTONIC=1' > " + DROPIN
                     + "; systemctl daemon-reload; systemctl restart knot")
-        since = sh(PRIMARY, "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+        since = time.time()  # the machines' clocks are the host's
         sh(PRIMARY, f"knotc zone-sign {ZONE}")
         faulted = time.monotonic()
         assert wait_for(lambda: (w := rrsig_window(PRIMARY, PRIMARY_ADDR)) and w[0] > good["hkg1"], 10, 0.5)

@@ -139,7 +139,8 @@ def test_a_zone_change_reaches_every_pop_with_one_serial(converged, tmp_path, re
     print(f"[knot] propagation (journald): {propagation_ms(since, new)}")
 
 
-def _knot_journal(node: str, since: float) -> list[tuple[float, str]]:
+def knot_journal(node: str, since: float) -> list[tuple[float, str]]:
+    """(time, message) of each line Knot logged on NODE from SINCE (Unix time, less a second) on."""
     out = sh(node, f"journalctl -o json --since=@{since - 1:.3f} --no-pager -u knot", check=False).stdout
     rows = []
     for line in out.splitlines():
@@ -150,12 +151,12 @@ def _knot_journal(node: str, since: float) -> list[tuple[float, str]]:
 
 def propagation_ms(since: float, serial: int) -> dict[str, float]:
     """ms from the primary loading (signed) SERIAL of example.com to each PoP having transferred it."""
-    signed = [t for t, m in _knot_journal(PRIMARY, since)
+    signed = [t for t, m in knot_journal(PRIMARY, since)
               if "[example.com.] loaded, serial" in m and f"-> {serial}" in m]
     assert signed, "the primary did not log the new serial"
     out = {}
     for server in SERVERS:
-        got = [t for t, m in _knot_journal(server, since)
+        got = [t for t, m in knot_journal(server, since)
                if "[example.com.] refresh" in m and "zone updated" in m and f"-> {serial}" in m]
         assert got, f"{server} did not log a transfer of serial {serial}"
         out[server] = round((min(got) - min(signed)) * 1000, 1)

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import REPO, run_playbook
 from tests.lab.conftest import lab_cli
 from tests.lab.fleet import INVENTORY, NEAREST_POP, SERVERS, SERVICE, client_python, host_vars, probe, sh, wait_for
-from tests.lab.test_knot import _knot_journal
+from tests.lab.test_knot import knot_journal
 from tests.lab.test_monitoring import query
 
 pytestmark = pytest.mark.lab
@@ -153,10 +153,10 @@ def test_a_zone_change_crosses_the_internet_over_tls_only(converged):
             how[server] = "nginx"
     # From Knot's own log timestamps: the primary's first line with the new serial (signed, NOTIFY
     # sent) to each PoP's transfer of it.
-    signed = min(t for t, m in _knot_journal(PRIMARY, since) if f"serial {new}" in m or f"-> {new}" in m)
+    signed = min(t for t, m in knot_journal(PRIMARY, since) if f"serial {new}" in m or f"-> {new}" in m)
     by_log = {}
     for server in SERVERS:
-        got = [t for t, m in _knot_journal(server, since) if f"[{ZONE}.] refresh" in m and f"-> {new}" in m]
+        got = [t for t, m in knot_journal(server, since) if f"[{ZONE}.] refresh" in m and f"-> {new}" in m]
         by_log[server] = round((min(got) - signed) * 1000, 1)
     # The modelled latency of the path is not in the time above (this kernel has no netem): a
     # transfer after a NOTIFY costs about 7 round trips (NOTIFY: TCP, TLS 1.3, NOTIFY; refresh: TCP,
@@ -266,7 +266,7 @@ def test_a_key_rotation_loses_no_transfer(converged):
     def failed_refreshes() -> dict[str, list[tuple[str, float | None]]]:
         failures = {}
         for server in SERVERS:
-            rows = _knot_journal(server, since)
+            rows = knot_journal(server, since)
             for t, line in rows:
                 if "refresh" in line and "failed" in line:
                     zone = re.search(r"\[(\S+)\]", line).group(1)
