@@ -11,9 +11,9 @@ The unicast site is hkg1 reached without anycast: the path to its transit router
 lab's Internet carries no route to the servers' transit links) plus that router's link to hkg1.
 
 failover: the faults of the health issue on fra1, with our anycast_health and with seed 002's
-recipe (profile seed002) in the same run (lab/anycast_lab/failover.py): failover.md, one
+recipe (lab/playbooks/seed002.yml) in the same run (lab/anycast_lab/failover.py): failover.md, one
 timeline PNG per fault, failover.png, summary.json key `failover` (ours_ms, seed_ms per fault).
-Leaves fra1 on the daemon profile.
+Leaves fra1 on anycast_health's daemon.
 
 speed: playbook timings, the old way (the commit before the speed work) against the new way, each
 on a fresh lab (lab/anycast_lab/speed.py): first converge, idempotent runs, rolling.yml with nothing

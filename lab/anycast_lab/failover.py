@@ -3,8 +3,8 @@
 For each fault a client (cl-lon, whose only nearby PoP is fra1) queries the anycast address at a
 steady rate from LEAD seconds before the fault until well after it; every query's send time,
 answer and answering server (NSID) is kept. The same faults run twice in one run: with fra1 on
-anycast_health's daemon profile (ours) and on profile seed002 (seed 002's keepalived recipe),
-switched with site.yml --tags health. The client's outage is the longest stretch without a good
+anycast_health's daemon (ours) and on seed 002's keepalived recipe, switched with the lab's
+lab/playbooks/seed002.yml. The client's outage is the longest stretch without a good
 answer (authoritative NOERROR; a SERVFAIL is an answer, not service).
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from . import engine
-from .paths import REPO
+from .paths import REPO, SEED002_PLAYBOOK
 from .playbook import playbook
 from .probe import run_probe
 from .shell import LabError, run
@@ -257,9 +257,9 @@ def measure(topo: Topology, fault: Fault, profile: str, progress=print) -> dict:
 
 
 def set_profile(profile: str, out: Path) -> dict:
-    """Apply anycast_health with PROFILE to NODE (site.yml --tags health); log in out/logs/."""
-    return playbook(f"profile-{profile}", ["site.yml", "-l", NODE, "--tags", "health", "-e",
-                                           f"anycast_health_profile={profile}"], out)
+    """Put PROFILE's health check on NODE (lab/playbooks/seed002.yml: seed 002's recipe, or
+    anycast_health's daemon again); log in out/logs/."""
+    return playbook(f"profile-{profile}", [str(SEED002_PLAYBOOK), "-l", NODE, "-e", f"lab_health={profile}"], out)
 
 
 def run_all(topo: Topology, out: Path, faults=FAULTS, progress=print) -> list[dict]:
@@ -310,8 +310,8 @@ def markdown(rows: list[dict], results: list[dict]) -> str:
         f"the same run, on the same lab: **ours** = anycast_health's daemon profile (checks every {t['interval']:g} s,",
         f"timeout {t['timeout']:g} s, fall {t['fall']}, rise {t['rise']}, Knot's stop seen at once, per family,",
         "damping);",
-        "**seed 002** = profile seed002 (keepalived vrrp_script `dig SOA +time=1 +tries=1`, interval 2, fall 2,",
-        "rise 1, no process tracking).",
+        "**seed 002** = lab/playbooks/seed002.yml (keepalived vrrp_script `dig SOA +time=1 +tries=1`, interval 2,",
+        "fall 2, rise 1, no process tracking).",
         "\"Moved\": some answers came from another PoP after the fault (the node withdrew or was dropped).",
         "\"Unserved\": queries lost or answered with an error, of all the client sent (a fault that repeats",
         "shows there, not in the longest outage).",

@@ -13,6 +13,9 @@ from pathlib import Path
 PREFIX = "alab-"  # network namespaces, bridges, nspawn machine names
 REPO = Path(__file__).resolve().parents[2]
 LAB_DIR = REPO / "lab"
+# Seed 002's health recipe on a PoP server and the way back (make bench's side by side): the lab's
+# own playbook, since the collection's anycast_health role knows only its daemon.
+SEED002_PLAYBOOK = LAB_DIR / "playbooks" / "seed002.yml"
 # A different lab (make bench's scaled lab, lab/anycast_lab/scale.py) is named by the environment.
 TOPOLOGY_FILE = Path(os.environ.get("ANYCAST_LAB_TOPOLOGY") or LAB_DIR / "topology.yml")
 ROUTER_CONFIG_DIR = Path(os.environ.get("ANYCAST_LAB_ROUTERS") or LAB_DIR / "routers")

@@ -176,13 +176,14 @@ def main():
     if p["before_install"] and not os.path.exists(p["command"]):
         join_drained(module, p["flag"])
 
-    # A node on anycast_health_profile seed002 has no daemon: its state file would be stale.
+    # Without the daemon (stopped, or replaced by another health check as the lab's seed002.yml
+    # does) the state file is stale and nothing would act on the drain flag.
     systemctl = module.get_bin_path("systemctl")
     if systemctl:
         rc, out, _err = module.run_command([systemctl, "is-active", "anycast-health"], environ_update=env)
         if out.strip() != "active":
-            module.fail_json(msg="anycast-health.service is %s on this node: a drain needs the anycast-health daemon "
-                                 "(anycast_health_profile daemon; a node on profile seed002 cannot be drained)"
+            module.fail_json(msg="anycast-health.service is %s on this node, which cannot be drained without "
+                                 "the anycast-health daemon: start it, or apply the anycast_health role"
                                  % (out.strip() or "not running"))
 
     before = status()
