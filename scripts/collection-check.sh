@@ -11,6 +11,7 @@ step() { printf '\n== collection-check: %s\n' "$*"; }
 
 step "role READMEs generated from meta/argument_specs.yml"
 python "$repo/scripts/role-docs.py" --check
+python "$repo/scripts/inventory-doc.py" --check
 
 cd "$coll"
 step "antsibull-changelog lint"

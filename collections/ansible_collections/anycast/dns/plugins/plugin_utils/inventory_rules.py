@@ -118,6 +118,137 @@ class _Collector:
         self.problems.append(Problem(self.host, key, value, message))
 
 
+# --------------------------------------------------------------------------- the checked values, as data
+# Every setting whose type and range the rules check, in one table: check_fields() applies it and
+# docs/inventory-model.md's table "Values checked by type and range" is generated from it
+# (scripts/inventory-doc.py; a unit test compares), so a value cannot be checked one way and
+# documented another. Relations between values (timeout < interval, GTSM against multihop,
+# max_length against the prefix, ...) stay in the rules below.
+#
+# path: the key; "a.b" a key of mapping a, "a[].b" a key of every item of list a, "a.*.b" a key of
+# every value of mapping a. kind: INT, NUMBER (integer or fraction), BOOL or CHOICE. low/high:
+# inclusive bounds; above: an exclusive lower bound. required: the key must be there (else default).
+INT, NUMBER, BOOL, CHOICE = "int", "number", "bool", "choice"
+Field = namedtuple("Field", ["path", "kind", "low", "high", "above", "choices", "required", "default", "unit"])
+
+
+def _field(path, kind, low=None, high=None, *, above=None, choices=(), required=False, default=None, unit=""):
+    return Field(path, kind, low, high, above, tuple(choices), required, default, unit)
+
+
+FIELDS = (
+    _field("anycast_bgp_require_password", BOOL, default=True),
+    _field("anycast_aggregates[].allow_more_specific", BOOL, default=False),
+    _field("anycast_health.interval", NUMBER, above=0, required=True, unit="seconds"),
+    _field("anycast_health.timeout", NUMBER, above=0, required=True, unit="seconds"),
+    _field("anycast_health.fall", INT, low=1, required=True, unit="failed checks in a row"),
+    _field("anycast_health.rise", INT, low=1, required=True, unit="passed checks in a row"),
+    _field("anycast_bfd_profiles.*.receive_interval", INT, *BFD_INTERVAL_RANGE, required=True,
+           unit="milliseconds, FRR's range"),
+    _field("anycast_bfd_profiles.*.transmit_interval", INT, *BFD_INTERVAL_RANGE, required=True,
+           unit="milliseconds, FRR's range"),
+    _field("anycast_bfd_profiles.*.detect_multiplier", INT, *BFD_MULTIPLIER_RANGE, required=True, unit="FRR's range"),
+    _field("anycast_soa_timers.refresh", INT, 1, 2 ** 31 - 1, unit="seconds, RFC 1982"),
+    _field("anycast_soa_timers.retry", INT, 1, 2 ** 31 - 1, unit="seconds, RFC 1982"),
+    _field("anycast_soa_timers.expire", INT, 1, 2 ** 31 - 1, unit="seconds, RFC 1982"),
+    _field("anycast_soa_timers.minimum", INT, 1, 2 ** 31 - 1, unit="seconds, RFC 1982"),
+    _field("anycast_rolling.quorum", INT, low=0, required=True, unit="other PoPs that must serve"),
+    _field("anycast_rolling.drain_wait", NUMBER, above=0, required=True, unit="seconds"),
+    _field("anycast_rolling.ready_timeout", NUMBER, above=0, required=True, unit="seconds"),
+    _field("anycast_rolling.announce_timeout", NUMBER, above=0, required=True, unit="seconds"),
+    _field("anycast_upstreams[].type", CHOICE, choices=UPSTREAM_TYPES, required=True),
+    _field("anycast_upstreams[].multihop", INT, *MULTIHOP_RANGE, default=0, unit="TTL; 0 = directly connected"),
+    _field("anycast_upstreams[].ttl_security_hops", INT, 0, 254,
+           unit="GTSM hop count; 0 = off, 1 = directly connected"),
+    _field("anycast_upstreams[].med", INT, 0, MED_MAX),
+    _field("anycast_upstreams[].prepend", INT, 0, PREPEND_MAX, default=0, unit="AS-path prepend count"),
+    _field("anycast_upstreams[].max_prefix", INT, low=1, unit="inbound max-prefix"),
+    _field("anycast_upstreams[].accept_default", BOOL, default=False),
+    _field("anycast_upstreams[].scope", CHOICE, choices=SCOPES, default="global"),
+)
+# Mappings whose every key is in FIELDS: any other key is refused, named.
+CLOSED = ("anycast_health", "anycast_soa_timers", "anycast_rolling")
+
+
+def describe(field):
+    """What FIELD's value must be, in words: 'an integer from 10 to 60000 (milliseconds, FRR's range)'."""
+    if field.kind == BOOL:
+        text = "true or false"
+    elif field.kind == CHOICE:
+        text = "one of " + ", ".join(field.choices)
+    else:
+        text = "an integer" if field.kind == INT else "a number"
+        if field.low is not None and field.high is not None:
+            text += " from %s to %s" % (field.low, field.high)
+        elif field.low is not None:
+            text += " of at least %s" % field.low
+        elif field.above is not None:
+            text += " greater than %s" % field.above
+    return text + (" (%s)" % field.unit if field.unit else "")
+
+
+def value_problem(field, value):
+    """Error text for VALUE of FIELD, or None when it is of the right type and in range."""
+    if field.kind == BOOL:
+        good = isinstance(value, bool)
+    elif field.kind == CHOICE:
+        good = isinstance(value, str) and value in field.choices
+    else:
+        good = _is_int(value) if field.kind == INT else _is_number(value)
+        good = good and (field.low is None or value >= field.low) and (field.high is None or value <= field.high)
+        good = good and (field.above is None or value > field.above)
+    return None if good else "must be " + describe(field)
+
+
+def fields_of(group):
+    """The FIELDS of one mapping ('' for the host's own variables), by their key in it."""
+    return {f.path[len(group) + 1:] if group else f.path: f for f in FIELDS
+            if f.path.rpartition(".")[0] == group}
+
+
+def fields_markdown():
+    """FIELDS as the Markdown table of docs/inventory-model.md (scripts/inventory-doc.py writes it there)."""
+    lines = ["| key | must be | when left out |", "| --- | --- | --- |"]
+    for field in FIELDS:
+        if field.required:
+            missing = "required"
+        elif field.default is not None:
+            missing = "`%s`" % (str(field.default).lower() if isinstance(field.default, bool) else field.default)
+        else:
+            missing = "optional"
+        lines.append("| `%s` | %s | %s |" % (field.path, describe(field), missing))
+    lines.append("")
+    lines.append("Mappings that take no other key: %s." % ", ".join("`%s`" % group for group in CLOSED))
+    return "\n".join(lines)
+
+
+def check_fields(col, group, mapping, key=None):
+    """Apply the FIELDS of GROUP to MAPPING, reported under KEY (default: GROUP). Returns {name: value}
+    of the values that passed, defaults filled in; a missing required value and, for a CLOSED
+    group, an unknown key are reported too."""
+    key = group if key is None else key
+    fields = fields_of(group)
+    good = {}
+    for name, field in fields.items():
+        where = "%s.%s" % (key, name) if key else name
+        value = mapping.get(name)
+        if value is None:
+            if field.required:
+                col.add(where, None, "is required: " + describe(field))
+            elif field.default is not None:
+                good[name] = field.default
+            continue
+        err = value_problem(field, value)
+        if err:
+            col.add(where, value, err)
+        else:
+            good[name] = value
+    if group in CLOSED:
+        for name in sorted(set(mapping) - set(fields), key=str):
+            col.add("%s.%s" % (key, name), mapping[name], "is not a setting of %s (%s)" % (group, ", ".join(fields)))
+    return good
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -278,10 +409,7 @@ def _check_service(col, hv):
             if err:
                 col.add(key + ".prefix", value, err)
                 continue
-            allow = item.get("allow_more_specific", False)
-            if not isinstance(allow, bool):
-                col.add(key + ".allow_more_specific", allow, "must be true or false")
-                allow = False
+            allow = check_fields(col, "anycast_aggregates[]", item, key).get("allow_more_specific", False)
             parsed_aggs.append((key + ".prefix", value, net, allow))
 
     # Duplicates and overlaps between aggregates.
@@ -435,17 +563,9 @@ def _check_health(col, hv):
     if not isinstance(health, dict):
         col.add("anycast_health", health, "must be a mapping with interval, fall, rise and timeout")
         return
-    interval, timeout = health.get("interval"), health.get("timeout")
-    for name in ("fall", "rise"):
-        value = health.get(name)
-        if not _is_int(value) or value < 1:
-            col.add("anycast_health." + name, value, "must be an integer of at least 1")
-    ok = True
-    for name, value in (("interval", interval), ("timeout", timeout)):
-        if not _is_number(value) or value <= 0:
-            col.add("anycast_health." + name, value, "must be a positive number of seconds")
-            ok = False
-    if ok and timeout >= interval:
+    good = check_fields(col, "anycast_health", health)
+    interval, timeout = good.get("interval"), good.get("timeout")
+    if interval is not None and timeout is not None and timeout >= interval:
         col.add("anycast_health.timeout", timeout,
                 "must be shorter than the check interval (%s s): a check would still run when the next one starts"
                 % interval)
@@ -465,16 +585,7 @@ def _check_bfd_profiles(col, hv):
         if not isinstance(prof, dict):
             col.add(key, prof, "must be a mapping with receive_interval, transmit_interval, detect_multiplier")
             continue
-        for field in ("receive_interval", "transmit_interval"):
-            value = prof.get(field)
-            low, high = BFD_INTERVAL_RANGE
-            if not _is_int(value) or not low <= value <= high:
-                col.add("%s.%s" % (key, field), value, "must be an integer of milliseconds in FRR's range %d..%d"
-                        % (low, high))
-        value = prof.get("detect_multiplier")
-        low, high = BFD_MULTIPLIER_RANGE
-        if not _is_int(value) or not low <= value <= high:
-            col.add(key + ".detect_multiplier", value, "must be an integer in FRR's range %d..%d" % (low, high))
+        check_fields(col, "anycast_bfd_profiles.*", prof, key)
     return profiles
 
 
@@ -657,9 +768,6 @@ def _check_address_roles(col, hv, own_addresses, mgmt, parsed_aggs):
                         "would reach a PoP server instead" % akey)
 
 
-SOA_TIMER_FIELDS = ("refresh", "retry", "expire", "minimum")
-
-
 def _check_soa_timers(col, hv):
     """anycast_soa_timers: what every zone file's SOA must carry (knot_dns's zones.yml compares)."""
     timers = hv.get("anycast_soa_timers")
@@ -668,15 +776,7 @@ def _check_soa_timers(col, hv):
     if not isinstance(timers, dict):
         col.add("anycast_soa_timers", timers, "must be a mapping of refresh, retry, expire, minimum (seconds)")
         return
-    values = {}
-    for field, value in timers.items():
-        key = "anycast_soa_timers.%s" % field
-        if field not in SOA_TIMER_FIELDS:
-            col.add(key, value, "is not an SOA timer (%s)" % ", ".join(SOA_TIMER_FIELDS))
-        elif not _is_int(value) or not 0 < int(value) < 2 ** 31:
-            col.add(key, value, "must be a number of seconds, 1 to 2147483647 (RFC 1982)")
-        else:
-            values[field] = int(value)
+    values = check_fields(col, "anycast_soa_timers", timers)
     if {"refresh", "retry"} <= set(values) and values["retry"] >= values["refresh"]:
         col.add("anycast_soa_timers.retry", values["retry"],
                 "must be shorter than refresh (%d): a failed refresh is retried sooner than the next one"
@@ -692,10 +792,7 @@ def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
     if not isinstance(upstreams, list) or not upstreams:
         col.add("anycast_upstreams", upstreams, "must be a non-empty list: a server with no upstream announces nothing")
         return
-    require_pw = hv.get("anycast_bgp_require_password", True)
-    if not isinstance(require_pw, bool):
-        col.add("anycast_bgp_require_password", require_pw, "must be true or false")
-        require_pw = True
+    require_pw = check_fields(col, "", hv).get("anycast_bgp_require_password", True)
     names = {}
     neighbours = {}
     own_addrs = {net.ip: key for key, _value, net in links}
@@ -713,9 +810,8 @@ def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
             names[name] = key
             key = "anycast_upstreams[%d](%s)" % (idx, name)
 
-        utype = up.get("type")
-        if utype not in UPSTREAM_TYPES:
-            col.add(key + ".type", utype, "is an unknown upstream type (known: %s)" % ", ".join(UPSTREAM_TYPES))
+        good = check_fields(col, "anycast_upstreams[]", up, key)
+        utype = good.get("type")
 
         asn = up.get("asn")
         err = asn_problem(asn)
@@ -724,19 +820,10 @@ def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
         elif our_asn is not None and _as_int(asn) == our_asn:
             col.add(key + ".asn", asn, "equals our own ASN (anycast_asn): this must be an eBGP session")
 
-        multihop = up.get("multihop", 0)
-        if multihop is None or multihop is False:
-            multihop = 0
-        if not _is_int(multihop) or not MULTIHOP_RANGE[0] <= multihop <= MULTIHOP_RANGE[1]:
-            col.add(key + ".multihop", multihop, "must be a TTL 0..255 (0 = directly connected)")
-            multihop = 0
-
-        gtsm = up.get("ttl_security_hops")
+        multihop = good.get("multihop", 0)
+        gtsm = good.get("ttl_security_hops")
         if gtsm is not None:
-            if not _is_int(gtsm) or not 0 <= gtsm <= 254:
-                col.add(key + ".ttl_security_hops", gtsm, "must be a hop count 0..254 (0 = GTSM off, 1 = directly "
-                        "connected)")
-            elif gtsm > 0 and multihop > 1:
+            if gtsm > 0 and multihop > 1:
                 col.add(key + ".ttl_security_hops", gtsm,
                         "and multihop (%d) exclude each other (FRR refuses ttl-security with ebgp-multihop): a session "
                         "%d hops away with GTSM sets ttl_security_hops: %d alone" % (multihop, multihop, multihop))
@@ -777,26 +864,6 @@ def _check_upstreams(col, hv, *, our_asn, links, profiles, parsed_aggs):
         elif len(password) > MD5_MAX_LEN:
             col.add(key + ".password", "<%d characters>" % len(password),
                     "is longer than the kernel's TCP-MD5 key limit (%d)" % MD5_MAX_LEN)
-
-        med = up.get("med")
-        if med is not None and (not _is_int(med) or not 0 <= med <= MED_MAX):
-            col.add(key + ".med", med, "must be an integer 0..4294967295")
-
-        prepend = up.get("prepend", 0)
-        if prepend is not None and (not _is_int(prepend) or not 0 <= prepend <= PREPEND_MAX):
-            col.add(key + ".prepend", prepend, "must be an integer 0..%d (AS-path prepend count)" % PREPEND_MAX)
-
-        max_prefix = up.get("max_prefix")
-        if max_prefix is not None and (not _is_int(max_prefix) or max_prefix < 1):
-            col.add(key + ".max_prefix", max_prefix, "must be a positive integer")
-
-        accept_default = up.get("accept_default", False)
-        if not isinstance(accept_default, bool):
-            col.add(key + ".accept_default", accept_default, "must be true or false")
-
-        scope = up.get("scope", "global")
-        if scope not in SCOPES:
-            col.add(key + ".scope", scope, "is an unknown scope (known: %s)" % ", ".join(SCOPES))
 
         communities = up.get("communities", [])
         if communities is None:
@@ -871,26 +938,15 @@ def _pop_codes(col, pops):
     return codes
 
 
-ROLLING_KEYS = {"quorum": "an integer of 0 or more", "drain_wait": "a positive number of seconds",
-                "ready_timeout": "a positive number of seconds", "announce_timeout": "a positive number of seconds"}
-
-
 def _check_rolling(col, rolling, pops):
     """anycast_rolling (playbooks/rolling.yml, drain.yml): optional, but whole when given."""
     if rolling is None:
         return
     if not isinstance(rolling, dict):
-        col.add("anycast_rolling", rolling, "must be a mapping with %s" % ", ".join(ROLLING_KEYS))
+        col.add("anycast_rolling", rolling, "must be a mapping with %s" % ", ".join(fields_of("anycast_rolling")))
         return
-    for name, what in ROLLING_KEYS.items():
-        value = rolling.get(name)
-        good = _is_int(value) and value >= 0 if name == "quorum" else _is_number(value) and value > 0
-        if not good:
-            col.add("anycast_rolling." + name, value, "must be " + what)
-    for name in sorted(set(rolling) - set(ROLLING_KEYS)):
-        col.add("anycast_rolling." + name, rolling[name], "is not a setting (%s)" % ", ".join(ROLLING_KEYS))
-    quorum = rolling.get("quorum")
-    if pops and _is_int(quorum) and quorum >= len(pops):
+    quorum = check_fields(col, "anycast_rolling", rolling).get("quorum")
+    if pops and quorum is not None and quorum >= len(pops):
         col.add("anycast_rolling.quorum", quorum,
                 "must be less than the number of PoPs (%d): the PoP being rolled out is never counted" % len(pops))
 

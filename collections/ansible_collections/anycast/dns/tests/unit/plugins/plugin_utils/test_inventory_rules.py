@@ -496,7 +496,7 @@ def test_shared_problem_is_one_line_naming_every_host():
         hv["anycast_bfd_profiles"]["upstream"]["detect_multiplier"] = 1
     out = lines(servers)
     assert out == ["hkg1, tyo1: anycast_bfd_profiles.upstream.detect_multiplier = 1: "
-                   "must be an integer in FRR's range 2..255"]
+                   "must be an integer from 2 to 255 (FRR's range)"]
 
 
 def test_unreadable_variable_is_reported_once():
@@ -651,9 +651,9 @@ def test_soa_timers_of_the_inventories_are_accepted():
 @pytest.mark.parametrize(("timers", "key", "value", "says"), [
     ({"refresh": 600, "retry": 600}, "anycast_soa_timers.retry", 600, "shorter than refresh (600)"),
     ({"refresh": 3600, "retry": 600, "expire": 4000}, "anycast_soa_timers.expire", 4000, "at least 4800"),
-    ({"refresh": "1h"}, "anycast_soa_timers.refresh", "1h", "number of seconds"),
-    ({"refesh": 30}, "anycast_soa_timers.refesh", 30, "is not an SOA timer"),
-    ({"expire": 0}, "anycast_soa_timers.expire", 0, "number of seconds"),
+    ({"refresh": "1h"}, "anycast_soa_timers.refresh", "1h", "(seconds, RFC 1982)"),
+    ({"refesh": 30}, "anycast_soa_timers.refesh", 30, "is not a setting of anycast_soa_timers"),
+    ({"expire": 0}, "anycast_soa_timers.expire", 0, "an integer from 1 to 2147483647"),
 ])
 def test_soa_timers_that_cannot_work_are_refused(timers, key, value, says):
     servers = fleet()
@@ -765,3 +765,83 @@ def test_gtsm_hops_for_a_neighbour_beyond_the_link_or_off():
     up(servers).update({"ipv4": "198.51.100.200", "ipv6": None, "ttl_security_hops": 2})
     up(servers, "tyo1")["ttl_security_hops"] = 0
     assert_clean(servers)
+
+
+# ----------------------------------------------------------------- the table of checked values (FIELDS)
+
+ROLLING = {"quorum": 1, "drain_wait": 10, "ready_timeout": 60, "announce_timeout": 30}
+
+
+def _set(hv, path, value):
+    """Put VALUE at a FIELDS path of one server's variables (the first item of a list, the first
+    value of a mapping); a missing optional mapping is created first."""
+    parts = path.replace("[]", ".[]").split(".")
+    if parts[0] == "anycast_rolling":
+        hv.setdefault("anycast_rolling", dict(ROLLING))
+    if parts[0] == "anycast_soa_timers":
+        hv.setdefault("anycast_soa_timers", {})
+    node = hv
+    for part in parts[:-1]:
+        node = node[0] if part == "[]" else next(iter(node.values())) if part == "*" else node[part]
+    node[parts[-1]] = value
+
+
+def _key(host_vars, path):
+    """The key a problem of PATH is reported under, as the rules name it."""
+    if path.startswith("anycast_upstreams[]."):
+        return "anycast_upstreams[0](%s).%s" % (host_vars["anycast_upstreams"][0]["name"], path.split(".", 1)[1])
+    return path.replace("[]", "[0]").replace(".*.", ".%s." % next(iter(host_vars["anycast_bfd_profiles"])))
+
+
+def _edges(field):
+    """(accepted, refused) values at the field's bounds, or at its kind."""
+    if field.kind == rules.BOOL:
+        return [True, False], ["yes", 1]
+    if field.kind == rules.CHOICE:
+        return list(field.choices), [field.choices[0].upper(), "other"]
+    good, bad = [], ["ten", True]
+    if field.low is not None:
+        good.append(field.low)
+        bad.append(field.low - 1)
+    if field.high is not None:
+        good.append(field.high)
+        bad.append(field.high + 1)
+    if field.above is not None:
+        good.append(field.above + 0.05)
+        bad.append(field.above)
+    if field.kind == rules.INT:
+        bad.append((field.low or 0) + 1.5)
+    return good, bad
+
+
+@pytest.mark.parametrize("field", rules.FIELDS, ids=lambda f: f.path)
+def test_every_checked_value_is_accepted_at_its_bounds_and_refused_past_them(field):
+    good, bad = _edges(field)
+    for value in good:
+        servers = fleet()
+        _set(servers["hkg1"], field.path, value)
+        key = _key(servers["hkg1"], field.path)
+        assert [p for p in rules.check_fleet(servers) if p.key == key] == [], (key, value)
+    for value in bad:
+        servers = fleet()
+        _set(servers["hkg1"], field.path, value)
+        key = _key(servers["hkg1"], field.path)
+        found = [p for p in rules.check_fleet(servers) if p.host == "hkg1" and p.key == key]
+        assert [p.message for p in found] == ["must be " + rules.describe(field)], (key, value)
+
+
+@pytest.mark.parametrize("field", [f for f in rules.FIELDS if f.required], ids=lambda f: f.path)
+def test_a_required_value_left_out_is_named_with_what_it_must_be(field):
+    servers = fleet()
+    _set(servers["hkg1"], field.path, None)
+    key = _key(servers["hkg1"], field.path)
+    found = [p for p in rules.check_fleet(servers) if p.host == "hkg1" and p.key == key]
+    assert [p.message for p in found] == ["is required: " + rules.describe(field)]
+
+
+@pytest.mark.parametrize("group", rules.CLOSED)
+def test_a_key_that_is_no_setting_of_a_closed_mapping_is_refused(group):
+    servers = fleet()
+    _set(servers["hkg1"], group + ".interval_s", 5)
+    found = [p for p in rules.check_fleet(servers) if p.key == group + ".interval_s"]
+    assert [p.host for p in found] == ["hkg1"] and "is not a setting of " + group in found[0].message
