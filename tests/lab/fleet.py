@@ -200,6 +200,11 @@ def running_agents(server: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
+def installed_zipapps(server: str) -> list[str]:
+    """The agents' zipapps on SERVER (role agents' directory), sorted."""
+    return sorted(sh(server, "ls /usr/local/lib/anycast-dns/", check=False).stdout.split())
+
+
 def fleet_problems() -> dict[str, str]:
     """What keeps the fleet from being as site.yml leaves it, at run time: machines not running,
     BGP sessions or BFD peers down, servers drained or not announcing both families, a rollout's

@@ -44,6 +44,7 @@ from tests.lab.fleet import (
     SERVERS,
     SERVICE,
     converge,
+    installed_zipapps,
     received,
     running_agents,
     sessions,
@@ -151,6 +152,8 @@ def inventory_config_after(converged):
         assert run["rc"] == 0, run["output"]
         for server in SERVERS:
             assert running_agents(server) == {u: f"anycast-agents-{AGENTS_VERSION}.pyz" for u in AGENT_UNITS}
+            # The upgrade's zipapp is gone once nothing runs it (site.yml's post_tasks).
+            assert installed_zipapps(server) == [f"anycast-agents-{AGENTS_VERSION}.pyz"], server
     finally:
         shutil.rmtree(UPGRADE_DIR, ignore_errors=True)
 
@@ -463,6 +466,8 @@ def test_a_rollout_killed_at_each_step_leaves_the_fleet_safe_and_resumes_without
         assert rollout_record(server) is None, server
         # The upgrade took effect: each daemon runs the new zipapp, not the one it started with.
         assert running_agents(server) == {u: f"anycast-agents-{UPGRADE}.pyz" for u in AGENT_UNITS}, server
+        # and the zipapp they ran before is removed once no process runs it.
+        assert installed_zipapps(server) == [f"anycast-agents-{UPGRADE}.pyz"], server
     # That every PoP server is now exactly as site.yml leaves it with the same change (frr.conf was
     # written while drained, with graceful-shutdown; the rollout writes it again after the undrain)
     # is the next test's first assertion: its check-mode pass applies site.yml's roles to every
