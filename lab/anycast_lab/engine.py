@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import aptcache, faults, routers, supervise
+from . import aptcache, faults, routers, rpki, supervise
 from .images import Image, ensure_base, ensure_images
 from .paths import PREFIX, ROUTER_CONFIG_DIR, TOPOLOGY_FILE, StatePaths, state_paths
 from .shell import LabError, processes, progress, run
@@ -419,6 +419,16 @@ def _machine_files(topo: Topology, node: Node, upper: Path, pubkey: str) -> None
         shutil.copy(ROUTER_CONFIG_DIR / "daemons", frr / "daemons")
         for path in (frr / "frr.conf", frr / "daemons"):
             path.chmod(0o640)
+        if topo.rpki is not None and node.name == topo.rpki.cache:
+            for rel, content in rpki.cache_files(topo).items():
+                path = upper / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(content)
+                path.chmod(0o644)
+            link, target = rpki.ENABLE_LINK
+            (upper / link).parent.mkdir(parents=True, exist_ok=True)
+            (upper / link).unlink(missing_ok=True)
+            (upper / link).symlink_to(target)
     else:
         apt = etc / "apt/apt.conf.d"
         apt.mkdir(parents=True, exist_ok=True)

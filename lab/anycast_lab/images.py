@@ -28,7 +28,9 @@ BASE_PACKAGES = [
     "network-manager", "libpam-systemd", "openssh-server", "python3", "python3-apt", "iproute2",
     "iputils-ping", "procps", "sudo", "less", "curl", "dnsutils", "traceroute", "tcpdump",
 ]
-ROUTER_PACKAGES = ["frr", "frr-pythontools"]
+# frr-rpki-rtrlib: bgpd's RPKI module (route origin validation over RTR); stayrtr: the lab's RPKI
+# cache, enabled on the topology's cache router only (lab/anycast_lab/rpki.py).
+ROUTER_PACKAGES = ["frr", "frr-pythontools", "frr-rpki-rtrlib", "stayrtr"]
 RESOLVER_PACKAGES = ["unbound"]
 RECIPE_VERSION = 3  # bump when the build steps below change
 
@@ -148,8 +150,9 @@ def ensure_base(paths: StatePaths, release: int = ROUTER_RELEASE) -> Image:
 
 
 def _ensure_layer(paths: StatePaths, base: Image, name: str, recipe: dict, packages: list[str], *,
-                  masked: tuple[str, ...] = ()) -> Image:
-    """An overlay layer over the base with PACKAGES installed (and MASKED units), built once per recipe."""
+                  masked: tuple[str, ...] = (), disabled: tuple[str, ...] = ()) -> Image:
+    """An overlay layer over the base with PACKAGES installed (MASKED units masked, DISABLED units
+    not started at boot unless a machine enables them), built once per recipe."""
     digest = _recipe_hash(recipe)
     final = paths.images / f"{name}-{digest}"
     if (final / ".complete").exists():
@@ -170,6 +173,9 @@ def _ensure_layer(paths: StatePaths, base: Image, name: str, recipe: dict, packa
             link = merged / "etc/systemd/system" / unit
             link.unlink(missing_ok=True)
             link.symlink_to("/dev/null")
+        for unit in disabled:
+            for link in (merged / "etc/systemd/system").glob(f"*.wants/{unit}"):
+                link.unlink()
     finally:
         run(["umount", str(merged)], check=False)
     shutil.rmtree(tmp / "work", ignore_errors=True)
@@ -184,7 +190,7 @@ def _ensure_layer(paths: StatePaths, base: Image, name: str, recipe: dict, packa
 def ensure_router(paths: StatePaths, base: Image) -> Image:
     # Routers are wired by the lab; NetworkManager must not touch them.
     return _ensure_layer(paths, base, "router", router_recipe(base.path.name), ROUTER_PACKAGES,
-                         masked=("NetworkManager.service",))
+                         masked=("NetworkManager.service",), disabled=("stayrtr.service",))
 
 
 def ensure_resolver(paths: StatePaths, base: Image) -> Image:

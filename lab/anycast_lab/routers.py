@@ -13,7 +13,11 @@ Policy, as on the real Internet:
   addresses are reachable across the Internet (zone transfers from the hidden primary);
 - eyeball ISPs announce their client LAN; the HK ISP peers at HKIX through the route server;
 - a router's `clients` node (a client namespace, or the monitoring server) has no BGP: the router
-  announces that node's LAN and the node routes through it by default.
+  announces that node's LAN and the node routes through it by default;
+- the routers whose role the topology's `rpki` names validate route origins (RFC 6811) against the
+  lab's RPKI cache over RTR, and drop RPKI-invalid routes on every eBGP session (rpki.py makes
+  the cache's data: the inventory's ROAs and one per network these routers originate);
+- the hijacker originates nothing of its own: tests make it announce what is not its.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ vrrpd=no
 pathd=no
 vtysh_enable=yes
 zebra_options="  -A 127.0.0.1 -s 90000000"
-bgpd_options="   -A 127.0.0.1"
+bgpd_options="   -A 127.0.0.1 -M rpki"
 staticd_options="-A 127.0.0.1"
 bfdd_options="   -A 127.0.0.1"
 """
@@ -82,6 +86,47 @@ def _sessions(topo: Topology, node: Node):
     return out
 
 
+# How often a validating router asks the cache for news (seconds), and retries a lost cache: the
+# cache also notifies its routers of a change at once (RTR Serial Notify).
+RPKI_POLLING_S = 10
+RPKI_RETRY_S = 5
+
+
+def originated(topo: Topology, node: Node, family: int) -> list[str]:
+    """The networks NODE originates in FAMILY: its loopback; a transit, the links to its servers
+    (its own address space); a router with `clients`, that node's LAN. The route server originates
+    nothing: it is transparent (it adds no AS to the paths it passes on), so a loopback it
+    announced would reach the Internet with its clients' AS as origin, RPKI-invalid."""
+    if node.role == "route-server":
+        return []
+    nets = [f"{node.loopback4}/32" if family == 4 else f"{node.loopback6}/128"]
+    if node.role == "transit":
+        for peer, iface, _ in _sessions(topo, node):
+            if peer.kind == "server":
+                nets.append(str((iface.ipv4 if family == 4 else iface.ipv6).network))
+    if node.clients:
+        client = topo.nodes[node.clients]
+        nets.append(str(client.interfaces[0].ipv4.network if family == 4 else client.interfaces[0].ipv6.network))
+    return nets
+
+
+def _rpki_block(topo: Topology, node: Node) -> list[str]:
+    """The RTR session of a validating router to the lab's cache, from its loopback (routed
+    everywhere, unlike its link addresses). FRR 8.4 reads `rpki cache ... source ADDR` as an SSH
+    cache whose user is "source" (found on the lab), so zebra gives the kernel's route to the
+    cache the loopback as its source address instead."""
+    cache = topo.nodes[topo.rpki.cache]
+    lines = ["rpki", f" rpki polling_period {RPKI_POLLING_S}", f" rpki retry_interval {RPKI_RETRY_S}",
+             f" rpki cache {cache.loopback4} {topo.rpki.port} preference 1", "exit", "!"]
+    if node.name != cache.name:
+        lines += [f"ip prefix-list RPKI-CACHE seq 10 permit {cache.loopback4}/32",
+                  "route-map RPKI-CACHE-SOURCE permit 10", " match ip address prefix-list RPKI-CACHE",
+                  f" set src {node.loopback4}", "exit",
+                  "route-map RPKI-CACHE-SOURCE permit 20", "exit",
+                  "ip protocol bgp route-map RPKI-CACHE-SOURCE", "!"]
+    return lines
+
+
 def render(topo: Topology, node: Node) -> str:
     agg4 = [str(p) for p in topo.aggregates if p.version == 4]
     agg6 = [str(p) for p in topo.aggregates if p.version == 6]
@@ -96,6 +141,9 @@ def render(topo: Topology, node: Node) -> str:
     ]
     sessions = _sessions(topo, node)
     servers = [s for s in sessions if s[0].kind == "server"]
+    validates = topo.validates(node)
+    if validates:
+        lines += _rpki_block(topo, node)
     if servers:
         lines += [
             "bfd",
@@ -155,22 +203,21 @@ def render(topo: Topology, node: Node) -> str:
                     af.append(f"  neighbor {addr} default-originate")
             if node.role == "route-server":
                 af.append(f"  neighbor {addr} route-server-client")
+            external = peer.kind == "server" or peer.asn != node.asn
             if node.role == "backbone":
                 if peer.asn == node.asn:
                     af += [f"  neighbor {addr} next-hop-self",
                            f"  neighbor {addr} route-map IBGP-FROM-{peer.name} in"]
                 else:
                     af.append(f"  neighbor {addr} route-map CUSTOMER-IN in")
+            elif validates and external and peer.kind != "server":
+                af.append(f"  neighbor {addr} route-map RPKI-IN in")
+            if validates and external and peer.kind != "server":
+                # What was received before the policy: a change of the cache's data re-validates it.
+                af.append(f"  neighbor {addr} soft-reconfiguration inbound")
     for family in (4, 6):
         lines.append(f" address-family ipv{family} unicast")
-        lines.append(f"  network {node.loopback4}/32" if family == 4 else f"  network {node.loopback6}/128")
-        if node.role == "transit":
-            for _peer, iface, _ in servers:
-                lines.append(f"  network {(iface.ipv4 if family == 4 else iface.ipv6).network}")
-        if node.clients:
-            client = topo.nodes[node.clients]
-            net = client.interfaces[0].ipv4.network if family == 4 else client.interfaces[0].ipv6.network
-            lines.append(f"  network {net}")
+        lines += [f"  network {net}" for net in originated(topo, node, family)]
         lines += af_lines[family]
         lines.append(" exit-address-family")
     lines += ["exit", "!"]
@@ -182,6 +229,8 @@ def render(topo: Topology, node: Node) -> str:
         lines += ["!"]
         for family in (4, 6):
             kw = "ip" if family == 4 else "ipv6"
+            if validates:
+                lines += [f"route-map FROM-ANYCAST-V{family} deny 5", " match rpki invalid", "exit"]
             lines += [
                 f"route-map FROM-ANYCAST-V{family} permit 10",
                 f" match {kw} address prefix-list ANYCAST-V{family}",
@@ -190,7 +239,11 @@ def render(topo: Topology, node: Node) -> str:
                 "exit",
                 "!",
             ]
+    if node.role != "backbone" and validates:
+        lines += ["route-map RPKI-IN deny 5", " match rpki invalid", "exit", "route-map RPKI-IN permit 10", "exit", "!"]
     if node.role == "backbone":
+        if validates:
+            lines += ["route-map CUSTOMER-IN deny 5", " match rpki invalid", "exit"]
         lines += ["route-map CUSTOMER-IN permit 10", " set local-preference 1000", "exit", "!"]
         for peer, iface, _ in sessions:
             if peer.asn == node.asn and iface.ipv4 is not None:

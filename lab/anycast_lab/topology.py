@@ -74,6 +74,17 @@ class Lan:
 
 
 @dataclass
+class Rpki:
+    """The lab's route origin validation: the node that runs the RPKI cache, its RTR port, the
+    file of the inventory that sets anycast_roas (relative to the repository), and the router
+    roles that validate."""
+    cache: str
+    port: int
+    roas: str
+    validate: tuple[str, ...]
+
+
+@dataclass
 class Topology:
     name: str
     asn: int
@@ -84,6 +95,11 @@ class Topology:
     cities: dict[str, dict]
     nodes: dict[str, Node]
     lans: dict[str, Lan]
+    rpki: Rpki | None = None
+
+    def validates(self, node: Node) -> bool:
+        """Does this router drop RPKI-invalid routes (its role is one the topology's rpki names)?"""
+        return self.rpki is not None and node.kind == "router" and node.role in self.rpki.validate
 
     @property
     def mgmt_gateway(self) -> ipaddress.IPv4Address:
@@ -235,9 +251,29 @@ def load(path: Path = TOPOLOGY_FILE) -> Topology:
         name=data["name"], asn=int(service["asn"]),
         aggregates=[ipaddress.ip_network(p) for p in service["aggregates"]],
         mgmt_bridge=mgmt["bridge"], mgmt_prefix=ipaddress.IPv4Network(mgmt["prefix"]),
-        apt_cache_port=int(mgmt["apt_cache_port"]), cities=cities, nodes=nodes, lans=lans)
+        apt_cache_port=int(mgmt["apt_cache_port"]), cities=cities, nodes=nodes, lans=lans,
+        rpki=_rpki(data.get("rpki"), nodes))
     _check(topo)
     return topo
+
+
+ROUTER_ROLES = ("backbone", "transit", "route-server", "eyeball", "hijacker")
+
+
+def _rpki(spec: dict | None, nodes: dict[str, Node]) -> Rpki | None:
+    if spec is None:
+        return None
+    cache = nodes.get(spec.get("cache"))
+    if cache is None or cache.kind != "router":
+        raise LabError(f"topology: rpki: cache {spec.get('cache')!r} is not a router of the lab")
+    validate = tuple(spec.get("validate") or ())
+    unknown = [role for role in validate if role not in ROUTER_ROLES]
+    if unknown:
+        raise LabError(f"topology: rpki: validate names unknown router roles {unknown} "
+                       f"(known: {', '.join(ROUTER_ROLES)})")
+    if not isinstance(spec.get("roas"), str):
+        raise LabError("topology: rpki: roas must name the inventory file that sets anycast_roas")
+    return Rpki(cache=cache.name, port=int(spec.get("port", 323)), roas=spec["roas"], validate=validate)
 
 
 def _check(topo: Topology) -> None:

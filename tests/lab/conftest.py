@@ -139,8 +139,8 @@ def status() -> list[dict]:
 # brings a lab up and kills it: it runs first, before the session's lab exists; molecule last.
 # test_monitoring early: alerts keep a history, and the faults of the others would show in it.
 # test_reimage late: it leaves gru1 on another Debian release than the topology's (converged).
-LAB_ORDER = ["test_lab_crash", "test_lab", "test_monitoring", "test_routing", "test_firewall", "test_knot", "test_xot",
-             "test_dnssec", "test_health", "test_rolling", "test_reimage", "test_molecule"]
+LAB_ORDER = ["test_lab_crash", "test_lab", "test_monitoring", "test_routing", "test_rpki", "test_firewall", "test_knot",
+             "test_xot", "test_dnssec", "test_health", "test_rolling", "test_reimage", "test_molecule"]
 
 
 def lab_rank(item: pytest.Item) -> int:
