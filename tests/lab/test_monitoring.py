@@ -6,6 +6,7 @@ which resolve after Knot is back, while the anycast address keeps answering."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.lab
 
 MONITOR = "198.18.0.51"
 PROMETHEUS = f"http://{MONITOR}:9090"
+VICTORIA = f"http://{MONITOR}:8428"  # long-term storage: Prometheus remote-writes every sample there
 ALERTMANAGER = f"http://{MONITOR}:9093"
 DASHBOARD = REPO / "roles/monitoring/files/dashboards/anycast-fleet.json"
 NODE, POP = "fra1", "fra"
@@ -38,7 +40,7 @@ SINK = (
     "http.server.HTTPServer(('127.0.0.1',9095),H).serve_forever()\n"
 )
 # Jobs and how many targets the lab inventory gives each (5 PoP servers, the primary, monitor1).
-EXPECTED_TARGETS = {"node": 7, "frr": 5, "knot": 6, "prometheus": 1,
+EXPECTED_TARGETS = {"node": 7, "frr": 5, "knot": 6, "prometheus": 1, "victoriametrics": 1,
                     "dns_unicast": 5 * 2 * 2,  # servers x zones x (UDP, TCP), IPv4 unicast
                     "dns_anycast": 2 * 2 * 2}  # addresses x zones x (UDP, TCP)
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
@@ -50,8 +52,8 @@ def get(url: str, timeout: float = 10) -> dict:
         return json.loads(resp.read())
 
 
-def query(expr: str) -> list[dict]:
-    data = get(f"{PROMETHEUS}/api/v1/query?query={urllib.parse.quote(expr)}")
+def query(expr: str, base: str = PROMETHEUS) -> list[dict]:
+    data = get(f"{base}/api/v1/query?query={urllib.parse.quote(expr)}")
     assert data["status"] == "success", data
     return data["data"]["result"]
 
@@ -194,3 +196,52 @@ def test_knot_stopped_on_a_pop_fires_alerts_within_60s_and_they_resolve(fleet):
     assert wait_for(lambda: "AnycastNodeWithdrawn" in notified("resolved"), timeout=60, interval=2)
     assert not {a for a, _ in seen} & never, seen
     sh("monitor1", "systemctl stop alert-sink", check=False)
+
+
+def prometheus_ready() -> bool:
+    try:
+        with urllib.request.urlopen(f"{PROMETHEUS}/-/ready", timeout=2) as resp:  # noqa: S310 - lab address only
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def samples(base: str, expr: str) -> list[float]:
+    """The timestamps of the raw samples of one series (a range selector) that BASE holds."""
+    found = query(expr, base)
+    assert len(found) <= 1, found
+    return [float(t) for t, _value in found[0]["values"]] if found else []
+
+
+def test_long_term_storage_keeps_the_history_while_prometheus_restarts(fleet):
+    """VictoriaMetrics holds every sample Prometheus scraped of a series, from the first one on
+    (remote write), answers for that history while Prometheus is stopped, and gets the samples
+    scraped after Prometheus is back."""
+    series = 'up{job="node",instance="fra1"}[1h]'
+    # What Prometheus holds has reached VictoriaMetrics (remote write sends about every second):
+    # every sample since VictoriaMetrics' first (the session's converge installs both at once).
+    prom = samples(PROMETHEUS, series)
+    assert len(prom) > 10, prom
+    assert wait_for(lambda: (samples(VICTORIA, series) or [0])[-1] >= prom[-1], timeout=30, interval=1)
+    before = samples(VICTORIA, series)
+    missing = [t for t in prom if t >= before[0] and t not in set(before)]
+    assert missing == [] and len(before) > 10, missing[:5]
+    stopped = time.time()
+    sh("monitor1", "systemctl stop prometheus")
+    try:
+        assert not prometheus_ready()
+        # Prometheus down: the history is still there, whole.
+        assert samples(VICTORIA, series)[:len(before)] == before
+    finally:
+        sh("monitor1", "systemctl start prometheus")
+    assert wait_for(prometheus_ready, timeout=60, interval=1)
+    started = time.time()
+    # Scraping and writing resumed: new samples arrive in long-term storage.
+    assert wait_for(lambda: samples(VICTORIA, series)[-1] > started + 5, timeout=60, interval=2)
+    after = samples(VICTORIA, series)
+    gap = max(b - a for a, b in itertools.pairwise(after))
+    print(f"\n[monitoring] VictoriaMetrics: {len(before)} samples of fra1's node target before Prometheus stopped "
+          f"(its first {before[0] - prom[0]:.0f} s after Prometheus's first), all kept; samples again "
+          f"{after[-1] - started:.0f} s after it started; longest gap {gap:.0f} s (Prometheus down "
+          f"{started - stopped:.0f} s)")
+    assert after[:len(before)] == before
