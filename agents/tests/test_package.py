@@ -57,7 +57,8 @@ def test_the_zipapp_is_reproducible_and_runs_each_command(tmp_path):
     assert first.read_bytes() == second.read_bytes()  # the same sources give the same bytes
     assert first.read_bytes().startswith(b"#!/usr/bin/python3\n") and os.access(first, os.X_OK)
     links = {}
-    for command in ("anycast-health", "anycast-knot-exporter", "anycast-firewall-counters"):
+    commands = ("anycast-health", "anycast-knot-exporter", "anycast-firewall-counters", "anycast-collector-exporter")
+    for command in commands:
         links[command] = tmp_path / command
         links[command].symlink_to(first)
     env = dict(os.environ, PYTHONPATH="")  # only what is inside the zipapp, and the libraries of this Python
@@ -69,4 +70,4 @@ def test_the_zipapp_is_reproducible_and_runs_each_command(tmp_path):
                          env=env, check=True).stdout
     assert "drain" in out and "undrain" in out
     bare = subprocess.run([sys.executable, str(first)], capture_output=True, text=True, env=env, check=False)
-    assert bare.returncode == 2 and "anycast-health, anycast-knot-exporter, anycast-firewall-counters" in bare.stderr
+    assert bare.returncode == 2 and ", ".join(commands) in bare.stderr

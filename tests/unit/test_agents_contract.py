@@ -33,7 +33,7 @@ def test_the_agents_role_pins_the_agents_version_and_installs_where_the_agents_e
     assert agents["__agents_bin_dir"] == paths.BIN_DIR
     assert sorted(agents["__agents_commands"]) == sorted(
         os.path.basename(c) for c in (paths.HEALTH_COMMAND, paths.KNOT_EXPORTER_COMMAND,
-                                       paths.FIREWALL_COUNTERS_COMMAND))
+                                       paths.FIREWALL_COUNTERS_COMMAND, paths.COLLECTOR_EXPORTER_COMMAND))
     assert os.path.basename(agents["__agents_zipapp"].replace("{{ agents_version }}", __version__)) == \
         paths.zipapp_name(__version__)
 
@@ -46,6 +46,10 @@ def test_the_roles_use_the_agents_paths():
     assert health["__anycast_health_dir"] == os.path.dirname(paths.HEALTH_CONFIG)
     assert role_vars("frr_bgp", "defaults")["frr_bgp_drain_flag"] == paths.DRAIN_FLAG
     assert role_vars("monitoring")["__monitoring_knot_exporter_bin"] == paths.KNOT_EXPORTER_COMMAND
+    assert role_vars("monitoring")["__monitoring_collector_exporter_bin"] == paths.COLLECTOR_EXPORTER_COMMAND
+    assert role_vars("monitoring")["__monitoring_collector_exporter_conf"] == paths.COLLECTOR_EXPORTER_CONFIG
+    assert role_vars("monitoring", "defaults")["monitoring_ports"]["collector"] == int(
+        paths.COLLECTOR_EXPORTER_LISTEN.rsplit(":", 1)[1])
     heartbeat = (ROLES / "anycast_health/files/heartbeat-fresh").read_text()
     assert re.search(rf"^file={re.escape(paths.HEALTH_RUN_DIR)}/heartbeat$", heartbeat, re.M)
 

@@ -1,5 +1,6 @@
 """One zipapp, several commands: called through a link named anycast-health,
-anycast-knot-exporter or anycast-firewall-counters (or with that name as its first argument), it runs that command."""
+anycast-knot-exporter, anycast-firewall-counters or anycast-collector-exporter (or with that name
+as its first argument), it runs that command."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from . import __version__
 
-COMMANDS = ("anycast-health", "anycast-knot-exporter", "anycast-firewall-counters")
+COMMANDS = ("anycast-health", "anycast-knot-exporter", "anycast-firewall-counters", "anycast-collector-exporter")
 
 
 def run(name: str, argv: list[str]) -> int:
@@ -16,6 +17,8 @@ def run(name: str, argv: list[str]) -> int:
         from .health.cli import main  # noqa: PLC0415 - each command loads only what it needs
     elif name == "anycast-firewall-counters":
         from .firewall_counters import main  # noqa: PLC0415
+    elif name == "anycast-collector-exporter":
+        from .collector_exporter import main  # noqa: PLC0415
     else:
         from .knot_exporter import main  # noqa: PLC0415
     return main(argv)

@@ -10,6 +10,7 @@ BIN_DIR = "/usr/local/sbin"  # the commands: links to the zipapp
 HEALTH_COMMAND = BIN_DIR + "/anycast-health"
 KNOT_EXPORTER_COMMAND = BIN_DIR + "/anycast-knot-exporter"
 FIREWALL_COUNTERS_COMMAND = BIN_DIR + "/anycast-firewall-counters"
+COLLECTOR_EXPORTER_COMMAND = BIN_DIR + "/anycast-collector-exporter"
 
 HEALTH_CONFIG = "/etc/anycast-health/config.json"
 HEALTH_RUN_DIR = "/run/anycast-health"  # state.json, the family flags keepalived tracks, heartbeat
@@ -21,6 +22,12 @@ KNOT_SOCKET = "/run/knot/knot.sock"
 KNOT_EXPORTER_LISTEN = "127.0.0.1:9433"
 # The node's zone-transfer TLS certificate (XoT; role knot_dns), whose expiry the exporter reports.
 XOT_CERT = "/etc/knot/tls/xot.crt"
+
+# The route collector (role monitoring, monitoring_collector): the exporter's configuration (the
+# role writes it from the same variables as bird.conf) and BIRD's control socket.
+COLLECTOR_EXPORTER_CONFIG = "/etc/anycast-collector/exporter.json"
+COLLECTOR_EXPORTER_LISTEN = "127.0.0.1:9434"
+BIRD_SOCKET = "/run/bird/bird.ctl"
 
 # The host firewall (role host_firewall): its nftables table (family inet), the textfile its drop
 # counters go to (node_exporter's textfile collector), the mark its commit-confirm guard leaves.
