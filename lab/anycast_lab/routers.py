@@ -17,7 +17,9 @@ Policy, as on the real Internet:
 - the routers whose role the topology's `rpki` names validate route origins (RFC 6811) against the
   lab's RPKI cache over RTR, and drop RPKI-invalid routes on every eBGP session (rpki.py makes
   the cache's data: the inventory's ROAs and one per network these routers originate);
-- the hijacker originates nothing of its own: tests make it announce what is not its.
+- the hijacker originates nothing of its own: tests make it announce what is not its;
+- the routers the topology's `collector` names feed the route collector on the monitoring node
+  their best routes (multihop eBGP from their loopbacks) and accept nothing from it.
 """
 
 from __future__ import annotations
@@ -215,6 +217,19 @@ def render(topo: Topology, node: Node) -> str:
             if validates and external and peer.kind != "server":
                 # What was received before the policy: a change of the cache's data re-validates it.
                 af.append(f"  neighbor {addr} soft-reconfiguration inbound")
+    collector = topo.collector
+    if collector is not None and node.name in collector.peers:
+        station = topo.nodes[collector.node].interfaces[0]
+        for family, addr, own in ((4, station.ipv4.ip, node.loopback4), (6, station.ipv6.ip, node.loopback6)):
+            lines += [
+                f" neighbor {addr} remote-as {collector.asn}",
+                f" neighbor {addr} description collector {collector.node}",
+                f" neighbor {addr} ebgp-multihop 16",
+                # Retried every 10 s (FRR: 120): the collector comes up after the routers do.
+                f" neighbor {addr} timers connect 10",
+                f" neighbor {addr} update-source {own}",
+            ]
+            af_lines[family] += [f"  neighbor {addr} activate", f"  neighbor {addr} route-map COLLECTOR-IN in"]
     for family in (4, 6):
         lines.append(f" address-family ipv{family} unicast")
         lines += [f"  network {net}" for net in originated(topo, node, family)]
@@ -251,6 +266,9 @@ def render(topo: Topology, node: Node) -> str:
                 block = [f"route-map IBGP-FROM-{peer.name} permit 10", f" set local-preference {pref}", "exit", "!"]
                 if block[0] not in lines:
                     lines += block
+    if collector is not None and node.name in collector.peers:
+        # The collector sends nothing; whatever it might is refused.
+        lines += ["route-map COLLECTOR-IN deny 10", "exit", "!"]
     lines += ["line vty", "!"]
     return "\n".join(lines) + "\n"
 

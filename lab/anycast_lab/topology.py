@@ -85,6 +85,16 @@ class Rpki:
 
 
 @dataclass
+class Collector:
+    """The lab's route collector: the machine that runs it (its BGP speaker comes from the
+    inventory, role monitoring), its AS, and the routers that feed it their best routes over
+    multihop eBGP from their loopbacks."""
+    node: str
+    asn: int
+    peers: tuple[str, ...]
+
+
+@dataclass
 class Topology:
     name: str
     asn: int
@@ -96,6 +106,7 @@ class Topology:
     nodes: dict[str, Node]
     lans: dict[str, Lan]
     rpki: Rpki | None = None
+    collector: Collector | None = None
 
     def validates(self, node: Node) -> bool:
         """Does this router drop RPKI-invalid routes (its role is one the topology's rpki names)?"""
@@ -252,7 +263,7 @@ def load(path: Path = TOPOLOGY_FILE) -> Topology:
         aggregates=[ipaddress.ip_network(p) for p in service["aggregates"]],
         mgmt_bridge=mgmt["bridge"], mgmt_prefix=ipaddress.IPv4Network(mgmt["prefix"]),
         apt_cache_port=int(mgmt["apt_cache_port"]), cities=cities, nodes=nodes, lans=lans,
-        rpki=_rpki(data.get("rpki"), nodes))
+        rpki=_rpki(data.get("rpki"), nodes), collector=_collector(data.get("collector"), nodes))
     _check(topo)
     return topo
 
@@ -274,6 +285,19 @@ def _rpki(spec: dict | None, nodes: dict[str, Node]) -> Rpki | None:
     if not isinstance(spec.get("roas"), str):
         raise LabError("topology: rpki: roas must name the inventory file that sets anycast_roas")
     return Rpki(cache=cache.name, port=int(spec.get("port", 323)), roas=spec["roas"], validate=validate)
+
+
+def _collector(spec: dict | None, nodes: dict[str, Node]) -> Collector | None:
+    if spec is None:
+        return None
+    node = nodes.get(spec.get("node"))
+    if node is None or node.kind != "server" or not node.interfaces:
+        raise LabError(f"topology: collector: node {spec.get('node')!r} is not a lab machine with a link")
+    peers = tuple(spec.get("peers") or ())
+    wrong = [p for p in peers if p not in nodes or nodes[p].kind != "router"]
+    if wrong or not peers:
+        raise LabError(f"topology: collector: peers must be routers of the lab, got {wrong or 'none'}")
+    return Collector(node=node.name, asn=int(spec["asn"]), peers=peers)
 
 
 def _check(topo: Topology) -> None:

@@ -50,12 +50,21 @@ def test_a_pop_server_takes_dns_from_anywhere_and_udp_queries_first(rendered):
 
 
 def test_the_primary_and_the_monitoring_node_take_no_dns_from_outside(rendered):
-    _, rulesets = rendered
+    """No DNS from outside on either; BGP only, on the monitoring node, from its route collector's
+    peers (monitoring_collector_peers), each address exactly; none on the primary."""
+    inventory, rulesets = rendered
     for host in ("primary1", "monitor1"):
         chain = input_chain(rulesets[host])
         accepted = [rule for rule in chain if rule.endswith(" accept") or " accept comment " in rule]
         assert not [rule for rule in accepted if "dport { 53 }" in rule], (host, accepted)
-        assert not [rule for rule in accepted if "dport 179" in rule], (host, accepted)
+        monitoring = REPO / "inventories" / inventory / "group_vars/all/monitoring.yml"
+        hv = (yaml.safe_load(monitoring.read_text()) or {}) if monitoring.exists() else {}
+        collects = host == "monitor1" and hv.get("monitoring_collector")
+        peers = hv.get("monitoring_collector_peers", []) if collects else []
+        expected = {str(p[fam]) for p in peers for fam in ("ipv4", "ipv6") if p.get(fam)}
+        rule_re = re.compile(r'ip6? saddr (\S+) tcp dport 179 accept comment ".*"')
+        bgp = {m.group(1) for rule in accepted if (m := rule_re.fullmatch(rule))}
+        assert len([rule for rule in accepted if "dport 179" in rule]) == len(bgp) and bgp == expected, (host, bgp)
         assert "tcp dport 179 counter name dropped_bgp drop" in chain, host
         assert "notrack" not in rulesets[host], host
 

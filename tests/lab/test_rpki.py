@@ -5,7 +5,11 @@ dropped where origins are validated.
 The hijacker is hj-gru (AS 64666), a customer of tr-gru and of the backbone's bb-gru, neither of
 which it may announce our prefixes to. It announces our /24, then a /25 inside it; the probes ask
 the anycast address from every client region meanwhile. With validation switched off on tr-gru
-alone, São Paulo's clients (behind tr-gru) lose the /25 to it."""
+alone, São Paulo's clients (behind tr-gru) lose the /25 to it.
+
+The route collector on the monitoring node (BIRD, fed by five of the lab's routers, hj-gru among
+them) sees the hijack either way, and its alerts fire; it also tells a PoP drained (the aggregate
+still seen everywhere) from the service withdrawn everywhere (seen nowhere)."""
 
 from __future__ import annotations
 
@@ -17,7 +21,21 @@ import time
 import pytest
 
 from anycast_lab.topology import load
-from tests.lab.fleet import NEAREST_POP, OUR_ASN, POP_OF, SERVICE, probe_regions, received, vtysh, vtysh_json, wait_for
+from tests.lab.fleet import (
+    NEAREST_POP,
+    OUR_ASN,
+    POP_OF,
+    SERVERS,
+    SERVICE,
+    health,
+    probe_regions,
+    received,
+    sh,
+    vtysh,
+    vtysh_json,
+    wait_for,
+)
+from tests.lab.test_monitoring import PROMETHEUS, get, query
 
 pytestmark = pytest.mark.lab
 
@@ -66,6 +84,34 @@ def hijacked(prefix: str):
         assert wait_for(lambda: best_origin(TRANSIT, prefix) != HIJACKER.asn, 30, 0.5)
 
 
+def routing_alerts() -> set[tuple[str, str, str, str]]:
+    """(alertname, prefix, peer, origin AS) of every route-collector alert firing now."""
+    alerts = get(f"{PROMETHEUS}/api/v1/alerts")["data"]["alerts"]
+    return {(a["labels"]["alertname"], a["labels"].get("prefix", ""), a["labels"].get("peer", ""),
+             a["labels"].get("origin_as", ""))
+            for a in alerts if a["state"] == "firing" and a["labels"]["alertname"].startswith("Anycast")
+            and "prefix" in a["labels"]}
+
+
+def collector_ready() -> dict:
+    """What keeps the collector from watching: peers not established, the RPKI cache, BIRD."""
+    down = {f"{r['metric']['peer']}/{r['metric']['family']}": "down"
+            for r in query("anycast_collector_peer_up == 0 or anycast_collector_rpki_up == 0")}
+    if not query("anycast_collector_up == 1"):
+        down["bird"] = "not answering"
+    return down
+
+
+def wait_alerts(wanted: set, started: float, timeout: float = 60) -> dict:
+    """Seconds from STARTED until each alert of WANTED fired (those that did within TIMEOUT)."""
+    fired: dict = {}
+    while time.monotonic() - started < timeout and not wanted <= set(fired):
+        for key in routing_alerts() & wanted:
+            fired.setdefault(key, time.monotonic() - started)
+        time.sleep(0.5)
+    return fired
+
+
 def served_by_our_pops(results: dict) -> dict:
     """The regions NOT answered by their usual PoP on every query: region -> what happened."""
     bad = {}
@@ -102,15 +148,29 @@ def test_every_validating_router_holds_the_caches_data_and_finds_our_routes_vali
 def test_a_hijack_of_our_prefix_is_dropped_where_origins_are_validated(converged, prefix):
     """The hijacker's announcement reaches its two upstreams, which both drop it as RPKI-invalid;
     every client region keeps being answered by its own PoP, without a lost query."""
-    with hijacked(prefix):
+    assert wait_for(lambda: not collector_ready(), 90, 2), collector_ready()
+    assert not routing_alerts(), routing_alerts()
+    # What the collector must report: the hijacker's route, from the hijacker's own feed (every
+    # validating router drops it); for the /25 also as a more-specific.
+    wanted = {("AnycastPrefixHijacked", prefix, HIJACKER.name, str(HIJACKER.asn))}
+    if ipaddress.ip_network(prefix).prefixlen > 24:
+        wanted.add(("AnycastMoreSpecificSeen", prefix, HIJACKER.name, str(HIJACKER.asn)))
+    with hijacked(prefix) as started:
         # tr-gru received it (kept before the policy by soft-reconfiguration) and did not take it.
         assert wait_for(lambda: prefix in received(TRANSIT, 4, HIJACKER_ON_TRANSIT), 30, 0.5)
         results = probe_regions(list(NEAREST_POP), SERVICE[4], rate=RATE, duration=PROBE_S)
         for router in ("tr-gru", "bb-gru", "bb-lon", "tr-hkg"):
             assert best_origin(router, prefix) in (None, OUR_ASN), (router, prefix)
+        fired = wait_alerts(wanted, started)
+        # Nobody but the hijacker's own feed saw it.
+        assert {peer for _, p, peer, origin in routing_alerts() if origin == str(HIJACKER.asn)} == {HIJACKER.name}
     print(f"\n[rpki] {prefix} announced by AS{HIJACKER.asn}, every router validating: "
-          + json.dumps({c: {"lost": s["lost"], "by": s["answers_per_node"]} for c, s in results.items()}))
+          + json.dumps({c: {"lost": s["lost"], "by": s["answers_per_node"]} for c, s in results.items()})
+          + "; alerts after the announcement: " + ", ".join(f"{a} {s:.1f} s" for (a, *_), s in sorted(fired.items())))
     assert served_by_our_pops(results) == {}
+    assert set(fired) == wanted, (sorted(fired), sorted(wanted))
+    # Gone from the collector's view: the alerts resolve.
+    assert wait_for(lambda: not routing_alerts(), 60, 1), routing_alerts()
 
 
 def test_without_validation_at_one_transit_its_clients_are_stolen(converged):
@@ -125,11 +185,18 @@ def test_without_validation_at_one_transit_its_clients_are_stolen(converged):
             taken_s = time.monotonic() - started
             results = probe_regions(list(NEAREST_POP), SERVICE[4], rate=RATE, duration=PROBE_S)
             assert best_origin("bb-gru", prefix) in (None, OUR_ASN)
+            # The collector sees the theft through tr-gru's feed too.
+            wanted = {(alert, prefix, peer, str(HIJACKER.asn)) for alert in ("AnycastPrefixHijacked",
+                      "AnycastMoreSpecificSeen") for peer in (HIJACKER.name, TRANSIT)}
+            fired = wait_alerts(wanted, started)
     finally:
         vtysh(TRANSIT, "conf t", "route-map RPKI-IN deny 5", "match rpki invalid", "end", "clear bgp * soft in")
     print(f"\n[rpki] {prefix} announced by AS{HIJACKER.asn}, {TRANSIT} not validating: taken by {TRANSIT} "
           f"{taken_s:.1f} s after the announcement; "
-          + json.dumps({c: {"lost": s["lost"], "by": s["answers_per_node"]} for c, s in results.items()}))
+          + json.dumps({c: {"lost": s["lost"], "by": s["answers_per_node"]} for c, s in results.items()})
+          + "; alerts after the announcement: " + ", ".join(f"{a} ({peer}) {s:.1f} s"
+                                                           for (a, _, peer, _), s in sorted(fired.items())))
+    assert set(fired) == wanted, (sorted(fired), sorted(wanted))
     stolen = served_by_our_pops(results)
     assert set(stolen) == VICTIMS, stolen
     for client in VICTIMS:
@@ -140,3 +207,55 @@ def test_without_validation_at_one_transit_its_clients_are_stolen(converged):
         assert best_origin(TRANSIT, prefix) in (None, OUR_ASN)
         after = probe_regions(sorted(VICTIMS), SERVICE[4], rate=RATE, duration=3)
     assert served_by_our_pops(after) == {}
+
+
+def test_our_aggregate_seen_nowhere_fires_lost_visibility_a_drained_pop_does_not(converged):
+    """One PoP drained (Frankfurt): every collector peer still has our aggregates, through the other
+    PoPs, and AnycastPrefixNotVisible stays silent (not even pending) for twice its `for`. Every PoP
+    drained at once (anycast-health's own drain on each server: what drain.yml refuses to do): the
+    aggregates vanish from every peer and the alert fires for both families. Undrained: it resolves."""
+    aggregates = {"203.0.113.0/24", "2001:db8:53::/48"}
+
+    def not_visible(state: str) -> set[str]:
+        expr = f'ALERTS{{alertname="AnycastPrefixNotVisible", alertstate="{state}"}}'
+        return {r["metric"]["prefix"] for r in query(expr)}
+
+    def withdrawn(server: str) -> bool:
+        families = health(server).get("families", {})
+        return bool(families) and not any(f.get("announced") for f in families.values())
+
+    assert wait_for(lambda: not collector_ready(), 90, 2), collector_ready()
+    assert not_visible("firing") | not_visible("pending") == set()
+    pop = [s for s in SERVERS if POP_OF[s] == "fra"]
+    try:
+        for server in pop:
+            sh(server, "anycast-health drain --no-block")
+        assert wait_for(lambda: all(withdrawn(s) for s in pop), 30, 0.5)
+        quiet_until = time.monotonic() + 30  # twice the lab's monitoring_collector_not_visible_for
+        while time.monotonic() < quiet_until:
+            assert not_visible("firing") | not_visible("pending") == set()
+            time.sleep(2)
+        seen = {(r["metric"]["peer"], r["metric"]["prefix"]) for r in query("anycast_collector_aggregate_visible == 1")}
+        assert len(seen) == len(query("anycast_collector_aggregate_visible")), seen
+    finally:
+        for server in pop:
+            sh(server, "anycast-health undrain", check=False)
+    assert wait_for(lambda: not any(withdrawn(s) for s in pop), 30, 0.5)
+
+    started = time.monotonic()
+    try:
+        for server in SERVERS:
+            sh(server, "anycast-health drain --no-block")
+        fired = {}
+        while time.monotonic() - started < 120 and set(fired) != aggregates:
+            for prefix in not_visible("firing"):
+                fired.setdefault(prefix, time.monotonic() - started)
+            time.sleep(1)
+    finally:
+        for server in SERVERS:
+            sh(server, "anycast-health undrain", check=False)
+    print("\n[collector] every PoP drained: AnycastPrefixNotVisible after "
+          + ", ".join(f"{p} {s:.0f} s" for p, s in sorted(fired.items())) + " (its `for` 15 s on the lab)")
+    assert set(fired) == aggregates, fired
+    assert wait_for(lambda: not (not_visible("firing") | not_visible("pending")), 90, 2)
+    assert wait_for(lambda: not any(health(s).get("drain") for s in SERVERS), 30, 1)

@@ -170,9 +170,11 @@ def test_monitoring_node_is_a_stub_customer_of_the_frankfurt_backbone():
     assert gateway is not None and gateway.node == "bb-fra"
     assert str(monitor.interfaces[0].ipv4) == "100.80.7.2/24"
     conf = routers.render(TOPO, TOPO.nodes["bb-fra"])
-    # bb-fra announces the monitoring LAN and runs no BGP session with monitor1.
+    # bb-fra announces the monitoring LAN; its only BGP with monitor1 is the route collector's
+    # multihop session from its loopback (not a session on the link).
     assert "network 100.80.7.0/24" in conf and "network 2001:db8:8007::/64" in conf
-    assert "100.80.7.2" not in conf and "2001:db8:8007::2" not in conf
+    assert " neighbor 100.80.7.2 update-source 100.127.0.3\n" in conf
+    assert " neighbor 2001:db8:8007::2 update-source 2001:db8:ff7f::3\n" in conf
     # The PoP servers have BGP of their own: no default route from the engine for them.
     assert TOPO.gateway_of(TOPO.nodes["fra1"]) is None
     assert TOPO.gateway_of(TOPO.nodes["cl-lon"]).node == "isp-lon"

@@ -91,9 +91,39 @@ def test_validating_routers_ask_the_cache_and_drop_invalid_routes_on_every_exter
                 if int(asn) != node.asn}
     assert external and external <= set(maps), external - set(maps)
     for name in {maps[a] for a in external}:
+        if name == "COLLECTOR-IN":  # the route collector's session: nothing accepted at all
+            assert "route-map COLLECTOR-IN deny 10\n" in conf and "route-map COLLECTOR-IN permit" not in conf
+            continue
         assert re.search(rf"^route-map {name} deny 5\n match rpki invalid\n", conf, re.M), name
 
 
 def test_bgpd_loads_its_rpki_module():
     assert '-M rpki"' in routers.DAEMONS
     assert REPO.joinpath("lab/routers/daemons").read_text() == routers.DAEMONS
+
+
+def test_the_route_collector_of_the_inventory_is_the_topologys():
+    """The inventory's collector (role monitoring) and the routers that feed it (gen-routers) agree:
+    same machine address, AS, peers with their AS and loopbacks, and the lab's RPKI cache."""
+    import yaml  # noqa: PLC0415
+
+    inv = yaml.safe_load((REPO / "inventories/lab/group_vars/all/monitoring.yml").read_text())
+    coll = TOPO.collector
+    station = TOPO.nodes[coll.node].interfaces[0]
+    assert (inv["monitoring_collector_ipv4"], inv["monitoring_collector_ipv6"]) == (str(station.ipv4.ip),
+                                                                                   str(station.ipv6.ip))
+    assert inv.get("monitoring_collector_asn", 65530) == coll.asn
+    assert [(p["name"], p["asn"], p["ipv4"], p["ipv6"]) for p in inv["monitoring_collector_peers"]] == [
+        (n, TOPO.nodes[n].asn, str(TOPO.nodes[n].loopback4), str(TOPO.nodes[n].loopback6)) for n in coll.peers]
+    cache = TOPO.nodes[TOPO.rpki.cache]
+    assert inv["monitoring_collector_rpki_cache"] == {"address": str(cache.loopback4), "port": TOPO.rpki.port}
+    for name in coll.peers:
+        node = TOPO.nodes[name]
+        conf = routers.render(TOPO, node)
+        for addr, own in ((station.ipv4.ip, node.loopback4), (station.ipv6.ip, node.loopback6)):
+            assert f" neighbor {addr} remote-as {coll.asn}\n" in conf
+            assert f" neighbor {addr} update-source {own}\n" in conf
+            assert f"  neighbor {addr} route-map COLLECTOR-IN in\n" in conf
+        assert "route-map COLLECTOR-IN deny 10\n" in conf
+    others = [n for n in TOPO.of_kind("router") if n.name not in coll.peers]
+    assert not [n.name for n in others if f"neighbor {station.ipv4.ip} " in routers.render(TOPO, n)]
