@@ -101,3 +101,15 @@ def test_bird_not_answering_is_a_zero_not_a_silence():
 def test_a_configuration_without_a_key_names_it():
     with pytest.raises(ValueError, match="lacks 'origin_asn'"):
         ce.load_config(json.dumps({k: v for k, v in CONFIG.items() if k != "origin_asn"}))
+
+
+def test_the_json_view_lists_every_session_with_its_routes():
+    config = ce.load_config(json.dumps(CONFIG))
+    seen = ce.view(config, ce.parse_protocols((DATA / "bird-protocols.txt").read_text()),
+                   ce.parse_routes((DATA / "bird-routes-master4.txt").read_text()))
+    by = {(p["peer"], p["family"]): p for p in seen["peers"]}
+    assert len(by) == 6 and by[("tr-gru", 6)]["established"] is False
+    assert [(r["prefix"], r["kind"], r["origin_as"], r["rpki"]) for r in by[("hj-gru", 4)]["routes"]] == [
+        ("203.0.113.0/24", "aggregate", "64666", "invalid"), ("203.0.113.0/25", "more_specific", "64666", "invalid")]
+    assert by[("bb-fra", 4)]["routes"][0]["as_path"] == [64600, 64603, 65053, 65053, 65053]
+    assert seen["rpki"] == {"rpki_cache": "Established"} and seen["origin_asn"] == 65053

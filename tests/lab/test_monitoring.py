@@ -40,7 +40,7 @@ SINK = (
     "http.server.HTTPServer(('127.0.0.1',9095),H).serve_forever()\n"
 )
 # Jobs and how many targets the lab inventory gives each (5 PoP servers, the primary, monitor1).
-EXPECTED_TARGETS = {"node": 7, "frr": 5, "knot": 6, "prometheus": 1, "victoriametrics": 1,
+EXPECTED_TARGETS = {"node": 7, "frr": 5, "knot": 6, "prometheus": 1, "victoriametrics": 1, "collector": 1,
                     "dns_unicast": 5 * 2 * 2,  # servers x zones x (UDP, TCP), IPv4 unicast
                     "dns_anycast": 2 * 2 * 2}  # addresses x zones x (UDP, TCP)
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",

@@ -21,7 +21,9 @@ import time
 import pytest
 
 from anycast_lab.topology import load
+from tests.conftest import run_playbook
 from tests.lab.fleet import (
+    INVENTORY,
     NEAREST_POP,
     OUR_ASN,
     POP_OF,
@@ -164,6 +166,13 @@ def test_a_hijack_of_our_prefix_is_dropped_where_origins_are_validated(converged
         fired = wait_alerts(wanted, started)
         # Nobody but the hijacker's own feed saw it.
         assert {peer for _, p, peer, origin in routing_alerts() if origin == str(HIJACKER.asn)} == {HIJACKER.name}
+        # status.yml shows it too, on the hijacker's feed's line, next to what the others see.
+        status = run_playbook("playbooks/status.yml", INVENTORY)
+        assert status.returncode == 0, status.stdout[-3000:]
+        lines = {tuple(line.split()[1:3]): line for line in status.stdout.splitlines()
+                 if line.strip().startswith("monitor1 ")}
+        assert f"{prefix} [{HIJACKER.asn}] HIJACK: origin AS{HIJACKER.asn}" in lines[(HIJACKER.name, "ipv4")], lines
+        assert "203.0.113.0/24 [64600 64603 65053]" in lines[("bb-fra", "ipv4")], lines
     print(f"\n[rpki] {prefix} announced by AS{HIJACKER.asn}, every router validating: "
           + json.dumps({c: {"lost": s["lost"], "by": s["answers_per_node"]} for c, s in results.items()})
           + "; alerts after the announcement: " + ", ".join(f"{a} {s:.1f} s" for (a, *_), s in sorted(fired.items())))

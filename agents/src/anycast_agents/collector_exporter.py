@@ -3,6 +3,7 @@ Prometheus metrics.
 
     anycast-collector-exporter [--config PATH] [--listen ADDR:PORT] [--birdc PATH] [--socket PATH]
     anycast-collector-exporter --once        print the metrics once and exit (1 if BIRD did not answer)
+    anycast-collector-exporter --json        print what each peer sends, as JSON (playbooks/status.yml)
     anycast-collector-exporter --version
 
 The collector (role monitoring, `monitoring_collector`) is a BIRD that takes a passive eBGP session
@@ -201,6 +202,29 @@ def route_metrics(metrics: Samples, config: Config, protocols: dict[str, tuple[s
                             peer=peer.name, family=str(peer.family), prefix=str(aggregate))
 
 
+def view(config: Config, protocols: dict[str, tuple[str, str]], routes: list[Route]) -> dict:
+    """What the collector sees, per configured peer session: established or not, and each route of
+    our space with its classification (the same as the metrics')."""
+    peers = []
+    for name, peer in sorted(config.peers.items(), key=lambda kv: (kv[1].name, kv[1].family)):
+        info = protocols.get(name, ("", "not configured in BIRD"))[1]
+        mine = []
+        for route in routes:
+            if route.protocol != name:
+                continue
+            origin, upstream = origin_and_upstream(route.as_path)
+            mine.append({"prefix": route.prefix, "as_path": route.as_path, "origin_as": origin,
+                         "upstream_as": upstream,
+                         "kind": "aggregate" if ipaddress.ip_network(route.prefix) in config.aggregates
+                         else "more_specific",
+                         "rpki": rpki_state(route, config.collector_asn)})
+        peers.append({"peer": peer.name, "family": peer.family, "asn": peer.asn,
+                      "established": info.startswith("Established"), "state": info, "routes": mine})
+    rpki = {name: info for name, (proto, info) in protocols.items() if proto == "RPKI"}
+    return {"origin_asn": config.origin_asn, "aggregates": [str(a) for a in config.aggregates],
+            "rpki": rpki, "peers": peers}
+
+
 class Bird:
     """birdc in restricted mode (-r: show commands only)."""
 
@@ -257,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", default=BIRD_SOCKET)
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds one birdc call may take")
     parser.add_argument("--once", action="store_true", help="print the metrics once and exit")
+    parser.add_argument("--json", action="store_true", help="print what each peer sends, as JSON, and exit")
     parser.add_argument("--version", action="version",
                         version=f"anycast-collector-exporter (anycast-agents) {__version__}")
     args = parser.parse_args(argv)
@@ -266,7 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"anycast-collector-exporter: {args.config}: {exc}", file=sys.stderr)
         return 2
-    collector = CollectorCollector(config, Bird(args.birdc, args.socket, args.timeout))
+    bird = Bird(args.birdc, args.socket, args.timeout)
+    if args.json:
+        try:
+            protocols, routes = bird.read()
+        except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+            print(f"anycast-collector-exporter: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(view(config, protocols, routes), indent=1, sort_keys=True))
+        return 0
+    collector = CollectorCollector(config, bird)
     reg = CollectorRegistry(auto_describe=False)
     reg.register(collector)
     if args.once:

@@ -2,10 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters over the fleet's state (anycast.dns.node_status results, one per server).
 
-Their documentation: fleet_state.yml, fleet_quorum.yml, fleet_table.yml next to this file.
+Their documentation: fleet_state.yml, fleet_quorum.yml, fleet_table.yml, collector_table.yml next to
+this file.
 """
 
 from __future__ import annotations
+
+import json
 
 
 def fleet_state(results, pop_of):
@@ -111,6 +114,64 @@ def fleet_table(fleet, pops):
     return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [header] + rows]
 
 
+def _route(route, origin_asn):
+    path = " ".join(str(a) for a in route.get("as_path") or []) or "(empty path)"
+    what = []
+    if str(route.get("origin_as")) != str(origin_asn):
+        what.append(f"HIJACK: origin AS{route.get('origin_as')}")
+    if route.get("kind") == "more_specific":
+        what.append("MORE-SPECIFIC")
+    if route.get("rpki") == "invalid":
+        what.append("RPKI invalid")
+    return f"{route.get('prefix')} [{path}]" + (f" {', '.join(what)}" if what else "")
+
+
+def _views(results):
+    """The registered results of `anycast-collector-exporter --json` run per collector -> views."""
+    views = {}
+    for r in results:
+        if r.get("rc") == 0 and r.get("stdout"):
+            try:
+                views[r["item"]] = json.loads(r["stdout"])
+                continue
+            except ValueError as exc:
+                views[r["item"]] = {"failed": True, "msg": f"not JSON: {exc}"}
+                continue
+        views[r["item"]] = {"failed": True, "msg": r.get("stderr") or r.get("msg") or "could not be read"}
+    return views
+
+
+def collector_table(views, origin_asn=None):
+    """One line per collector peer session: what it sends of our address space. VIEWS: collector
+    name -> its view, or the registered loop results of the command that prints them."""
+    if isinstance(views, list):
+        views = _views(views)
+    header = ["collector", "peer", "family", "session", "our aggregates", "other routes of our space"]
+    rows = []
+    for collector in sorted(views or {}):
+        view = views[collector]
+        if not isinstance(view, dict) or "peers" not in view:
+            rows.append([collector, "", "", "unreadable: " + str((view or {}).get("msg", view))[:60], "", ""])
+            continue
+        origin = origin_asn if origin_asn is not None else view.get("origin_asn")
+        for peer in view["peers"]:
+            family = peer.get("family")
+            ours = [r for r in peer.get("routes", []) if r.get("kind") == "aggregate" and
+                    str(r.get("origin_as")) == str(origin)]
+            others = [r for r in peer.get("routes", []) if r not in ours]
+            aggregates = [a for a in view.get("aggregates", []) if (":" in a) == (family == 6)]
+            if not peer.get("established"):
+                seen = "-"
+            else:
+                seen = "; ".join(_route(r, origin) for r in ours) or "MISSING " + " ".join(aggregates)
+            rows.append([collector, str(peer.get("peer")), f"ipv{family}",
+                         "Established" if peer.get("established") else str(peer.get("state") or "down"),
+                         seen, "; ".join(_route(r, origin) for r in others) or "-"])
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [header] + rows]
+
+
 class FilterModule:
     def filters(self):
-        return {"fleet_state": fleet_state, "fleet_quorum": fleet_quorum, "fleet_table": fleet_table}
+        return {"fleet_state": fleet_state, "fleet_quorum": fleet_quorum, "fleet_table": fleet_table,
+                "collector_table": collector_table}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.anycast.dns.plugins.filter.fleet import fleet_quorum, fleet_state, fleet_table
+from ansible_collections.anycast.dns.plugins.filter.fleet import collector_table, fleet_quorum, fleet_state, fleet_table
 
 POPS = ["hkg", "tyo", "fra", "gru"]
 POP_OF = {"hkg1": "hkg", "hkg2": "hkg", "tyo1": "tyo", "fra1": "fra", "gru1": "gru"}
@@ -69,3 +69,38 @@ def test_the_drain_column_names_a_rollout_that_did_not_finish():
     assert " no, rollout of hkg unfinished (started 2026-12-01T20:29:40+00:00)" in by_server["hkg2"]
     assert " no, rollout record unreadable (/x: Expecting value)" in by_server["gru1"]
     assert " no " in by_server["fra1"] and "rollout" not in by_server["fra1"]
+
+
+def collector_view():
+    route = {"prefix": "203.0.113.0/24", "as_path": [64600, 64603, 65053], "origin_as": "65053",
+             "upstream_as": "64603", "kind": "aggregate", "rpki": "valid"}
+    hijack = {"prefix": "203.0.113.0/25", "as_path": [64666], "origin_as": "64666", "upstream_as": "",
+              "kind": "more_specific", "rpki": "invalid"}
+    return {"origin_asn": 65053, "aggregates": ["203.0.113.0/24", "2001:db8:53::/48"], "rpki": {},
+            "peers": [{"peer": "bb-fra", "family": 4, "asn": 64600, "established": True, "state": "Established",
+                       "routes": [route]},
+                      {"peer": "hj-gru", "family": 4, "asn": 64666, "established": True, "state": "Established",
+                       "routes": [hijack]},
+                      {"peer": "tr-hkg", "family": 6, "asn": 64601, "established": False, "state": "Passive",
+                       "routes": []}]}
+
+
+def test_the_collector_table_names_hijacks_missing_aggregates_and_sessions_down():
+    lines = collector_table({"monitor1": collector_view(), "monitor2": {"failed": True, "msg": "birdc: no socket"}})
+    assert lines[0].split() == ["collector", "peer", "family", "session", "our", "aggregates", "other", "routes",
+                                "of", "our", "space"]
+    bb, hj, tr, broken = lines[1:]
+    assert "203.0.113.0/24 [64600 64603 65053]" in bb and bb.rstrip().endswith("-")
+    assert "MISSING 203.0.113.0/24" in hj
+    assert "203.0.113.0/25 [64666] HIJACK: origin AS64666, MORE-SPECIFIC, RPKI invalid" in hj
+    assert tr.split()[:4] == ["monitor1", "tr-hkg", "ipv6", "Passive"]
+    assert broken.split()[0] == "monitor2" and "unreadable: birdc: no socket" in broken
+
+
+def test_the_collector_table_reads_the_registered_results_of_the_command():
+    import json  # noqa: PLC0415
+
+    results = [{"item": "monitor1", "rc": 0, "stdout": json.dumps(collector_view())},
+               {"item": "monitor2", "rc": 1, "stdout": "", "stderr": "birdc show protocols: Unable to connect"}]
+    lines = collector_table(results)
+    assert len(lines) == 5 and "HIJACK" in lines[2] and "unreadable: birdc show protocols" in lines[4]
