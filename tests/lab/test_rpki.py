@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from anycast_lab import rpki
 from anycast_lab.topology import load
 from tests.conftest import run_playbook
 from tests.lab.fleet import (
@@ -144,6 +145,40 @@ def test_every_validating_router_holds_the_caches_data_and_finds_our_routes_vali
     # The routers that do not validate (eyeballs, the route server) have no cache to ask.
     for router in ("isp-lon", "rs-hkix", HIJACKER.name):
         assert "rpki cache" not in vtysh(router, "show running-config"), router
+
+
+def test_the_collector_revalidates_when_the_caches_data_changes(converged):
+    """Our IPv4 ROA taken out of the cache's data (a ROA that expired, say): within a minute every
+    collector peer's route for our /24 is RPKI "unknown" instead of "valid" (BIRD re-runs its filter
+    on the RTR update: import table on), and AnycastPrefixRPKIInvalid stays silent (unknown is not
+    invalid; the validating routers keep the route too). The ROA back: valid again everywhere."""
+    ours = "203.0.113.0/24"
+
+    def states() -> set[str]:
+        return {r["metric"].get("rpki", "") for r in query(f'anycast_collector_route{{prefix="{ours}"}}')}
+
+    def write_cache(data: str) -> None:
+        path = f"/{rpki.CACHE_FILE}"
+        sh(TOPO.rpki.cache, f"cat > {path}.new <<'EOF'\n{data}EOF\nmv {path}.new {path}")
+
+    assert wait_for(lambda: not collector_ready(), 90, 2), collector_ready()
+    assert wait_for(lambda: states() == {"valid"}, 60, 2), states()
+    full = json.loads(rpki.cache_json(TOPO))
+    roas = [v for v in full["roas"] if v["prefix"] != ours]
+    without = dict(full, roas=roas, metadata=dict(full["metadata"], vrps=len(roas)))
+    started = time.monotonic()
+    try:
+        write_cache(json.dumps(without, indent=1) + "\n")
+        assert wait_for(lambda: states() == {"unknown"}, 60, 1), states()
+        unknown_s = time.monotonic() - started
+        assert ("AnycastPrefixRPKIInvalid", ours) not in {(a, p) for a, p, _, _ in routing_alerts()}
+        assert best_origin("tr-gru", ours) == OUR_ASN  # not-found routes are kept
+    finally:
+        restored = time.monotonic()
+        write_cache(rpki.cache_json(TOPO))
+    assert wait_for(lambda: states() == {"valid"}, 60, 1), states()
+    print(f"\n[collector] our ROA out of the cache: every peer's route unknown after {unknown_s:.0f} s; "
+          f"valid again {time.monotonic() - restored:.0f} s after it came back")
 
 
 @pytest.mark.parametrize("prefix", ["203.0.113.0/24", "203.0.113.0/25"])
