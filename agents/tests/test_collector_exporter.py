@@ -113,3 +113,12 @@ def test_the_json_view_lists_every_session_with_its_routes():
         ("203.0.113.0/24", "aggregate", "64666", "invalid"), ("203.0.113.0/25", "more_specific", "64666", "invalid")]
     assert by[("bb-fra", 4)]["routes"][0]["as_path"] == [64600, 64603, 65053, 65053, 65053]
     assert seen["rpki"] == {"rpki_cache": "Established"} and seen["origin_asn"] == 65053
+
+
+def test_a_session_is_established_whatever_birds_time_format():
+    """With `timeformat protocol iso long` the Since column is two words; the state still reads."""
+    text = ("Name       Proto      Table      State  Since         Info\n"
+            "p_bb_fra_4 BGP        ---        up     2026-12-01 06:39:37  Established\n"
+            "p_tr_gru_6 BGP        ---        start  2026-12-01 06:39:35  Passive\n")
+    protocols = ce.parse_protocols(text)
+    assert [ce.established(info) for _, info in protocols.values()] == [True, False]

@@ -94,6 +94,12 @@ def load_config(text: str) -> Config:
 PROTOCOL_RE = re.compile(r"^(\S+)\s+(\S+)\s+\S+\s+(\S+)\s+\S+(?:\s+(.*?))?\s*$")
 
 
+def established(info: str) -> bool:
+    """Is a protocol with this Info column up? (The Since column before it is one word or two,
+    depending on BIRD's `timeformat protocol`; a second word lands in INFO.)"""
+    return "Established" in info.split()
+
+
 def parse_protocols(text: str) -> dict[str, tuple[str, str]]:
     """`birdc show protocols` -> {name: (proto, info)}, e.g. {"p_bb_fra_4": ("BGP", "Established")}."""
     out = {}
@@ -173,13 +179,13 @@ class Samples:
 
 def route_metrics(metrics: Samples, config: Config, protocols: dict[str, tuple[str, str]],
                   routes: list[Route]) -> None:
-    established = {name for name, (_proto, info) in protocols.items() if info.startswith("Established")}
+    up = {name for name, (_proto, info) in protocols.items() if established(info)}
     for name, peer in sorted(config.peers.items()):
-        metrics.add("anycast_collector_peer_up", 1 if name in established else 0,
+        metrics.add("anycast_collector_peer_up", 1 if name in up else 0,
                     peer=peer.name, family=str(peer.family), asn=str(peer.asn))
     for name, (proto, info) in sorted(protocols.items()):
         if proto == "RPKI":
-            metrics.add("anycast_collector_rpki_up", 1 if info.startswith("Established") else 0, cache=name)
+            metrics.add("anycast_collector_rpki_up", 1 if established(info) else 0, cache=name)
     seen: set[tuple[str, str]] = set()
     for route in routes:
         peer = config.peers.get(route.protocol)
@@ -194,7 +200,7 @@ def route_metrics(metrics: Samples, config: Config, protocols: dict[str, tuple[s
         if kind == "aggregate" and origin == str(config.origin_asn):
             seen.add((peer.name, route.prefix))
     for name, peer in sorted(config.peers.items()):
-        if name not in established:
+        if name not in up:
             continue
         for aggregate in config.aggregates:
             if aggregate.version == peer.family:
@@ -219,7 +225,7 @@ def view(config: Config, protocols: dict[str, tuple[str, str]], routes: list[Rou
                          else "more_specific",
                          "rpki": rpki_state(route, config.collector_asn)})
         peers.append({"peer": peer.name, "family": peer.family, "asn": peer.asn,
-                      "established": info.startswith("Established"), "state": info, "routes": mine})
+                      "established": established(info), "state": info, "routes": mine})
     rpki = {name: info for name, (proto, info) in protocols.items() if proto == "RPKI"}
     return {"origin_asn": config.origin_asn, "aggregates": [str(a) for a in config.aggregates],
             "rpki": rpki, "peers": peers}
