@@ -37,6 +37,7 @@ from tests.lab.fleet import (
     sessions,
     sh,
     upstreams,
+    vtysh_json,
     wait_for,
 )
 
@@ -194,6 +195,20 @@ def test_knot_hung_withdraws_within_the_check_budget(steady):
 FLOOD_S = 8
 
 
+def missing_at_router() -> dict[int, str]:
+    """Per family whose aggregate tr-fra does not hold from fra1 now: the session's state and what
+    its received-routes read returned ({} when both are there)."""
+    out = {}
+    for fam in (4, 6):
+        routes = at_router(fam)
+        if AGGREGATES[fam] not in routes:
+            afi = "ipv4" if fam == 4 else "ipv6"
+            state = vtysh_json(ROUTER, f"show bgp neighbors {NODE_ADDR[fam]} json", check=False)
+            out[fam] = (f"session {state.get(NODE_ADDR[fam], {}).get('bgpState', 'unreadable')}, "
+                        f"{afi} received-routes {sorted(routes) or 'empty'}")
+    return out
+
+
 def test_a_flood_that_rrl_absorbs_withdraws_nothing(steady, tmp_path):
     """Issue 24: dnsperf from London at the highest rate it reaches here (no rate limit, 60,000
     queries outstanding) at the anycast address fra1 serves, for FLOOD_S seconds. RRL drops or
@@ -216,11 +231,17 @@ def test_a_flood_that_rrl_absorbs_withdraws_nothing(steady, tmp_path):
                                      "-O", "suppress=timeout,congestion,sendfailed,sockready,unexpected"])
     flood = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # noqa: S603
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    gone, deadline = [], time.monotonic() + FLOOD_S + 30
+    gone, glitches, deadline = [], [], time.monotonic() + FLOOD_S + 30
     try:
         while flood.poll() is None and time.monotonic() < deadline:
-            if not (at_router(4) and at_router(6)):
-                gone.append(time.monotonic())
+            missing = missing_at_router()
+            if missing:
+                # Read again before calling it a withdrawal: a real one lasts at least the rise
+                # time (rise x interval, 1.6 s here) and a session reset longer, so a route that is
+                # back 0.3 s later was never withdrawn; a read of tr-fra's busy bgpd came back
+                # short. Both are kept, with what the router said.
+                time.sleep(0.3)
+                (gone if missing_at_router() else glitches).append(missing)
             time.sleep(0.5)
     finally:
         if flood.poll() is None:
@@ -241,12 +262,16 @@ def test_a_flood_that_rrl_absorbs_withdraws_nothing(steady, tmp_path):
     # A flood: more than the lab's RRL limit many times over, and RRL and the sockets did shed it.
     assert sent / FLOOD_S >= 5000, out
     assert delta.get("mod-rrl.dropped", 0) + delta.get("mod-rrl.slipped", 0) > 0, delta
-    # Nothing withdrawn, at any moment, in either family.
-    assert not gone, f"tr-fra lost fra1's aggregates {len(gone)} time(s) during the flood"
+    # Nothing withdrawn, at any moment, in either family: fra1's daemon never left the announced
+    # state (its counters), and tr-fra held both aggregates from fra1 whenever it was read.
     for fam in ("ipv4", "ipv6"):
         assert after[fam]["state"] == "announced", after[fam]
         assert (after[fam]["failures"], after[fam]["transitions"]) == \
             (before[fam]["failures"], before[fam]["transitions"]), (before[fam], after[fam])
+    assert not gone, f"tr-fra lost fra1's aggregates {len(gone)} time(s) during the flood: {gone}"
+    if glitches:
+        print(f"[health] a read of tr-fra came back without fra1's aggregates, and with them 0.3 s later: "
+              f"{glitches}")
 
 
 def test_knot_answering_servfail_for_one_zone_withdraws(steady):
