@@ -7,6 +7,7 @@ by more than one timeout. With --stop-file it stops sending as soon as that file
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -26,30 +27,62 @@ import dns.rdatatype
 # datagram with the time it arrived, a struct timespec in an SCM_TIMESTAMPNS control message.
 SO_TIMESTAMPNS = 35
 TIMESPEC = struct.Struct("@qq")
+# And SO_TIMESTAMPING (linux/net_tstamp.h) for the other end: the kernel stamps the query when it
+# hands it to the device layer, inside send(), and queues the stamp on the socket's error queue
+# (SCM_TIMESTAMPING: three timespecs, the first one software). TX_SCHED | SOFTWARE | OPT_TSONLY.
+SO_TIMESTAMPING = 37
+SOF_TIMESTAMPING = (1 << 8) | (1 << 4) | (1 << 11)
+ERRQUEUE_CONTROL = 512
+
+
+def _kernel_stamps(sock: socket.socket) -> list[float]:
+    """Every send stamp waiting on SOCK's error queue (without blocking), as CLOCK_REALTIME seconds."""
+    stamps = []
+    while True:
+        try:
+            _data, ancillary, _flags, _addr = sock.recvmsg(1, ERRQUEUE_CONTROL, socket.MSG_ERRQUEUE)
+        except (BlockingIOError, InterruptedError):
+            return stamps
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING and len(payload) >= TIMESPEC.size:
+                sec, nsec = TIMESPEC.unpack(payload[:TIMESPEC.size])
+                if sec or nsec:
+                    stamps.append(sec + nsec / 1e9)
 
 
 def udp_exchange(query: dns.message.Message, target: str, timeout: float) -> tuple[dns.message.Message, float]:
-    """QUERY to TARGET over UDP: (response, seconds from the send to the kernel's arrival stamp).
+    """QUERY to TARGET over UDP: (response, seconds from the kernel's send stamp to its arrival stamp).
 
-    Judged on the kernel's arrival time, not on when this thread runs: on a loaded host the worker
-    can be kept off the CPU past the timeout while the answer waits in the socket, and counting that
-    as lost would measure the host's scheduler, not the network. Once the deadline has passed by
-    this thread's clock, the socket is read without waiting one last time; whatever arrived is
-    judged by its stamp. Raises dns.exception.Timeout when nothing arrived within TIMEOUT."""
+    Judged on the kernel's times, not on when this thread runs: on a loaded host the worker can be
+    kept off the CPU past the timeout while the answer waits in the socket, or between reading the
+    clock and sending, and counting either as lost would measure the host's scheduler, not the
+    network. (Without a send stamp, the clock read just before send() stands in.) Once the deadline
+    has passed by this thread's clock, the socket is read without waiting one last time; whatever
+    arrived is judged by its stamp. Raises dns.exception.Timeout when nothing arrived within TIMEOUT."""
     family = socket.AF_INET6 if ":" in target else socket.AF_INET
     wire = query.to_wire()
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        with contextlib.suppress(OSError):  # a kernel without it: the clock before send() is used
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, SOF_TIMESTAMPING)
         sock.setblocking(False)
         sock.connect((target, 53))
-        sent = time.time()  # CLOCK_REALTIME, the clock of the kernel's stamps
+        before = time.time()  # CLOCK_REALTIME, the clock of the kernel's stamps
         sock.send(wire)
+        stamps = _kernel_stamps(sock)
+        sent = min(stamps, default=before)
         while True:
             remaining = sent + timeout - time.time()
             readable, _, _ = select.select([sock], [], [], max(remaining, 0))
             if not readable:
                 raise dns.exception.Timeout
-            data, ancillary, _flags, _addr = sock.recvmsg(65535, socket.CMSG_SPACE(TIMESPEC.size))
+            try:
+                data, ancillary, _flags, _addr = sock.recvmsg(65535, socket.CMSG_SPACE(TIMESPEC.size))
+            except (BlockingIOError, InterruptedError):
+                # Readable for its error queue only: the send stamp, come late.
+                stamps += _kernel_stamps(sock)
+                sent = min(stamps, default=before)
+                continue
             arrived = time.time()
             for level, kind, payload in ancillary:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= TIMESPEC.size:

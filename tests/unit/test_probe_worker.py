@@ -114,3 +114,32 @@ def test_datagrams_that_are_not_the_answer_are_skipped(to_port):
     q = query()
     resp, _ = probe_worker.udp_exchange(q, "127.0.0.1", timeout=0.5)
     assert resp.id == q.id
+
+
+def test_the_round_trip_starts_at_the_kernels_send_stamp_not_at_the_clock_read_before_it(to_port, monkeypatch):
+    # The worker read the clock, then was kept off the CPU for 1 s before send() (a loaded host): the
+    # answer, sent back at once, came within the timeout of the query leaving, which is what counts.
+    to_port(delay=0.0)
+    real_time = time.time
+    reads = []
+
+    def clock() -> float:
+        reads.append(1)
+        return real_time() - (1.0 if len(reads) == 1 else 0.0)  # the first read: 1 s before send()
+    monkeypatch.setattr(probe_worker.time, "time", clock)
+    resp, seconds = probe_worker.udp_exchange(query(), "127.0.0.1", timeout=0.5)
+    assert resp.rcode() == 0 and 0 <= seconds < 0.5
+
+
+def test_without_send_stamps_the_clock_read_before_send_stands_in(to_port, monkeypatch):
+    to_port(delay=0.0)
+    monkeypatch.setattr(probe_worker, "_kernel_stamps", lambda sock: [])
+    real_time = time.time
+    reads = []
+
+    def clock() -> float:
+        reads.append(1)
+        return real_time() - (1.0 if len(reads) == 1 else 0.0)
+    monkeypatch.setattr(probe_worker.time, "time", clock)
+    with pytest.raises(dns.exception.Timeout):
+        probe_worker.udp_exchange(query(), "127.0.0.1", timeout=0.5)
