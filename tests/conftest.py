@@ -39,3 +39,31 @@ def pytest_collection_modifyitems(config, items):
         return (1, lab_rank(item)) if in_lab else (0, 0)
 
     items.sort(key=key)  # stable: the order within a module stays
+
+
+# Where a run's lab time goes, printed at its end (so every CI log has it): the seconds of each lab
+# module (setup, calls and teardown summed) and the session's own steps (lab up and down, every
+# site.yml run of the lab tests, with its label: tests.lab.fleet.SESSION_STEPS), in their order.
+LAB_MODULE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    module = report.nodeid.split("::")[0]
+    if module.startswith("tests/lab/"):
+        LAB_MODULE_SECONDS[module] = LAB_MODULE_SECONDS.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not LAB_MODULE_SECONDS:
+        return
+    terminalreporter.section("lab time per module")
+    for module, seconds in sorted(LAB_MODULE_SECONDS.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {module}")
+    terminalreporter.write_line(f"{sum(LAB_MODULE_SECONDS.values()):8.1f} s  in all")
+    # The lab tests' own copy of the module (pytest loads this file under another name than the
+    # tests' `tests.conftest`).
+    fleet = sys.modules.get("tests.lab.fleet")
+    if fleet is not None and fleet.SESSION_STEPS:
+        terminalreporter.section("lab session steps and site.yml runs")
+        for line in fleet.SESSION_STEPS:
+            terminalreporter.write_line(line)

@@ -51,6 +51,12 @@ def lab_exec(node: str, *cmd: str, timeout: float = 120, check: bool = True) -> 
     return proc
 
 
+def session_step(line: str) -> None:
+    from tests.lab.fleet import SESSION_STEPS  # noqa: PLC0415
+
+    SESSION_STEPS.append(line)
+
+
 def leftovers() -> dict:
     from anycast_lab import engine  # noqa: PLC0415
 
@@ -81,12 +87,14 @@ def lab_up():
     lab_cli("up")
     info = {"up_s": time.monotonic() - started, "mem_mib": mem_used_mib() - before, "kept": False}
     print(f"\n[lab] up in {info['up_s']:.1f} s, lab memory ~{info['mem_mib']} MiB")
+    session_step(f"[lab] up in {info['up_s']:.1f} s")
     yield info
     if os.environ.get("ANYCAST_LAB_KEEP") == "1":
         return
     started = time.monotonic()
     lab_cli("down", timeout=120)
     print(f"\n[lab] down in {time.monotonic() - started:.1f} s")
+    session_step(f"[lab] down in {time.monotonic() - started:.1f} s")
     left = leftovers()
     assert not any(left.values()), f"the lab left things behind: {left}"
 

@@ -17,6 +17,9 @@ from tests.conftest import BIN, REPO, run_playbook
 from tests.lab.conftest import lab_cli, lab_exec
 
 INVENTORY = REPO / "inventories/lab"
+# The session's steps (lab up and down, each site.yml run with its label and time), printed at the
+# end of the run (tests/conftest.py, pytest_terminal_summary).
+SESSION_STEPS: list[str] = []
 SERVERS = ["hkg1", "hkg2", "tyo1", "fra1", "gru1"]
 POP_OF = {"hkg1": "hkg", "hkg2": "hkg", "tyo1": "tyo", "fra1": "fra", "gru1": "gru"}
 SERVICE = {4: "203.0.113.53", 6: "2001:db8:53::1"}
@@ -116,7 +119,9 @@ def converge(*extra: str, label: str = "lab", monitoring: bool = False, env: dic
     proc = run_playbook("site.yml", INVENTORY, *extra, timeout=1200, env=env)
     run = {"rc": proc.returncode, "seconds": time.monotonic() - started, "recap": recap(proc.stdout),
            "stdout": proc.stdout, "output": _failures(proc.stdout) + proc.stdout[-4000:] + proc.stderr[-2000:]}
-    print(f"\n[{label}] site.yml {' '.join(extra)}: rc={proc.returncode} in {run['seconds']:.1f} s")
+    line = f"[{label}] site.yml {' '.join(extra)}: rc={proc.returncode} in {run['seconds']:.1f} s"
+    print(f"\n{line}")
+    SESSION_STEPS.append(line)
     return run
 
 
