@@ -50,7 +50,7 @@ def _cmd_exec(args) -> int:
 def _cmd_probe(args) -> int:
     result = probe.run_probe(load(), client=args.source, target=args.target, rate=args.rate,
                              duration=args.duration, timeout=args.timeout, qname=args.qname, qtype=args.qtype,
-                             tcp=args.tcp, stop_file=args.stop_file)
+                             tcp=args.tcp, stop_file=args.stop_file, late_grace=args.late_grace)
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--rate", type=float, default=20.0, help="queries per second (max %d)" % probe.MAX_RATE)
     pr.add_argument("--duration", type=float, default=5.0, help="seconds (max %d)" % probe.MAX_DURATION)
     pr.add_argument("--timeout", type=float, default=0.5, help="per-query timeout in seconds")
+    pr.add_argument("--late-grace", type=float, default=0.0,
+                    help="after a UDP timeout, listen this much longer (max %g s) and record how late an answer "
+                         "came (still a timeout)" % probe.MAX_LATE_GRACE)
     pr.add_argument("--qname", default="example.com.", help="name queried")
     pr.add_argument("--qtype", default="SOA", help="type queried (%s)" % ", ".join(probe.QTYPES))
     pr.add_argument("--tcp", action="store_true", help="query over TCP instead of UDP")

@@ -19,6 +19,7 @@ from .topology import Topology, latency_ms
 MAX_RATE = 200
 MAX_DURATION = 900
 MAX_HOPS = 32
+MAX_LATE_GRACE = 5.0
 QTYPES = ("SOA", "A", "AAAA", "NS", "MX", "TXT", "DNSKEY", "CNAME")
 
 
@@ -49,6 +50,10 @@ def summarize(records: list[dict], duration_s: float) -> dict:
         "rcodes": rcodes,
         "authoritative": sum(1 for r in answered if r.get("aa")),
         "rtt_ms_median": rtts[len(rtts) // 2] if rtts else None,
+        "rtt_ms_p999": rtts[min(len(rtts) - 1, len(rtts) * 999 // 1000)] if rtts else None,
+        "rtt_ms_max": rtts[-1] if rtts else None,
+        # Timeouts whose answer came after all (--late-grace): delayed on the way, not dropped.
+        "late": sum(1 for r in records if r.get("late_ms") is not None),
     }
 
 
@@ -121,7 +126,7 @@ def walk_path(topo: Topology, client: str, target: str) -> dict:
 
 def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, duration: float = 5.0,
               timeout: float = 0.5, qname: str = "example.com.", qtype: str = "SOA", tcp: bool = False,
-              stop_file: str | None = None) -> dict:
+              stop_file: str | None = None, late_grace: float = 0.0) -> dict:
     node = topo.client(client)
     topo.require_lab_address(target, "target", "probes only query the lab")
     if not 0 < rate <= MAX_RATE:
@@ -130,18 +135,20 @@ def run_probe(topo: Topology, *, client: str, target: str, rate: float = 20.0, d
         raise LabError(f"duration must be in (0, {MAX_DURATION}] seconds")
     if not 0 < timeout <= 5:
         raise LabError("timeout must be in (0, 5] seconds")
+    if not 0 <= late_grace <= MAX_LATE_GRACE:
+        raise LabError(f"late grace must be in [0, {MAX_LATE_GRACE:g}] seconds")
     if qtype.upper() not in QTYPES:
         raise LabError(f"qtype must be one of {', '.join(QTYPES)}")
     argv = ["env", f"PYTHONPATH={LAB_DIR}", sys.executable, "-m", "anycast_lab.probe_worker", "--target", target,
             "--rate", str(rate), "--duration", str(duration), "--timeout", str(timeout), "--qname", qname,
-            "--qtype", qtype.upper()]
+            "--qtype", qtype.upper(), "--late-grace", str(late_grace)]
     if tcp:
         argv.append("--tcp")
     if stop_file:
         argv += ["--stop-file", stop_file]
     path_before = walk_path(topo, client, target)
     try:
-        proc = run(argv, netns=node.netns, timeout=duration + timeout + 30, check=True)
+        proc = run(argv, netns=node.netns, timeout=duration + timeout + late_grace + 30, check=True)
     except subprocess.TimeoutExpired as exc:  # pragma: no cover - run() converts it
         raise LabError("probe worker timed out") from exc
     records = json.loads(proc.stdout)

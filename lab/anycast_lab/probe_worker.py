@@ -1,7 +1,8 @@
 """Runs inside a client namespace: fixed-rate queries (SOA by default) with the NSID option; JSON out.
 
 Bounded: at most rate x duration queries, each with its own timeout; never outlives its duration
-by more than one timeout. With --stop-file it stops sending as soon as that file exists.
+by more than one timeout (plus --late-grace). With --stop-file it stops sending as soon as that
+file exists.
 """
 
 from __future__ import annotations
@@ -50,7 +51,17 @@ def _kernel_stamps(sock: socket.socket) -> list[float]:
                     stamps.append(sec + nsec / 1e9)
 
 
-def udp_exchange(query: dns.message.Message, target: str, timeout: float) -> tuple[dns.message.Message, float]:
+class LateAnswer(dns.exception.Timeout):
+    """The answer came, but after the timeout: a loss to the client, told apart from silence."""
+
+    def __init__(self, seconds: float, response: dns.message.Message):
+        super().__init__()
+        self.seconds = seconds
+        self.response = response
+
+
+def udp_exchange(query: dns.message.Message, target: str, timeout: float,
+                 grace: float = 0.0) -> tuple[dns.message.Message, float]:
     """QUERY to TARGET over UDP: (response, seconds from the kernel's send stamp to its arrival stamp).
 
     Judged on the kernel's times, not on when this thread runs: on a loaded host the worker can be
@@ -58,7 +69,9 @@ def udp_exchange(query: dns.message.Message, target: str, timeout: float) -> tup
     clock and sending, and counting either as lost would measure the host's scheduler, not the
     network. (Without a send stamp, the clock read just before send() stands in.) Once the deadline
     has passed by this thread's clock, the socket is read without waiting one last time; whatever
-    arrived is judged by its stamp. Raises dns.exception.Timeout when nothing arrived within TIMEOUT."""
+    arrived is judged by its stamp. Raises dns.exception.Timeout when nothing arrived within TIMEOUT.
+    With GRACE, it then listens that much longer: an answer that comes in that time raises
+    LateAnswer (how late, and the answer), which says a packet was delayed, not dropped."""
     family = socket.AF_INET6 if ":" in target else socket.AF_INET
     wire = query.to_wire()
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
@@ -72,7 +85,7 @@ def udp_exchange(query: dns.message.Message, target: str, timeout: float) -> tup
         stamps = _kernel_stamps(sock)
         sent = min(stamps, default=before)
         while True:
-            remaining = sent + timeout - time.time()
+            remaining = sent + timeout + grace - time.time()
             readable, _, _ = select.select([sock], [], [], max(remaining, 0))
             if not readable:
                 raise dns.exception.Timeout
@@ -95,11 +108,20 @@ def udp_exchange(query: dns.message.Message, target: str, timeout: float) -> tup
             if not query.is_response(resp):
                 continue  # a stray or late answer to something else
             if arrived - sent > timeout:
-                raise dns.exception.Timeout
+                raise LateAnswer(arrived - sent, resp)
             return resp, arrived - sent
 
 
-def one_query(target: str, qname: str, timeout: float, tcp: bool, qtype: str = "SOA") -> dict:
+def _nsid(resp: dns.message.Message) -> str | None:
+    for opt in resp.options:
+        if opt.otype == dns.edns.NSID:
+            data = opt.data if hasattr(opt, "data") else opt.nsid
+            return bytes(data).decode(errors="replace")
+    return None
+
+
+def one_query(target: str, qname: str, timeout: float, tcp: bool, qtype: str = "SOA", *,
+              grace: float = 0.0) -> dict:
     query = dns.message.make_query(qname, dns.rdatatype.from_text(qtype), use_edns=0,
                                    options=[dns.edns.GenericOption(dns.edns.NSID, b"")])
     query.flags &= ~0x0100  # RD off: an authoritative server is asked
@@ -109,15 +131,17 @@ def one_query(target: str, qname: str, timeout: float, tcp: bool, qtype: str = "
             resp = dns.query.tcp(query, target, timeout=timeout)
             rtt = (time.monotonic() - start) * 1000
         else:
-            resp, seconds = udp_exchange(query, target, timeout)
+            resp, seconds = udp_exchange(query, target, timeout, grace)
             rtt = seconds * 1000
+    except LateAnswer as late:
+        # Still a timeout (not answered, as the client saw it); how late, and who answered, is kept.
+        return {"rtt_ms": None, "nsid": None, "rcode": None, "error": "Timeout",
+                "late_ms": round(late.seconds * 1000, 1), "late_nsid": _nsid(late.response),
+                "late_rcode": dns.rcode.to_text(late.response.rcode()),
+                "late_aa": bool(late.response.flags & dns.flags.AA)}
     except (dns.exception.Timeout, OSError, EOFError, dns.exception.DNSException) as exc:
         return {"rtt_ms": None, "nsid": None, "rcode": None, "error": type(exc).__name__}
-    nsid = None
-    for opt in resp.options:
-        if opt.otype == dns.edns.NSID:
-            data = opt.data if hasattr(opt, "data") else opt.nsid
-            nsid = bytes(data).decode(errors="replace")
+    nsid = _nsid(resp)
     return {"rtt_ms": round(rtt, 3), "nsid": nsid, "rcode": dns.rcode.to_text(resp.rcode()),
             "aa": bool(resp.flags & dns.flags.AA), "answers": sum(len(rrset) for rrset in resp.answer)}
 
@@ -130,6 +154,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=0.5)
     ap.add_argument("--qname", default="example.com.")
     ap.add_argument("--qtype", default="SOA")
+    ap.add_argument("--late-grace", type=float, default=0.0)
     ap.add_argument("--tcp", action="store_true")
     ap.add_argument("--stop-file")
     args = ap.parse_args()
@@ -141,7 +166,7 @@ def main() -> int:
     t0 = time.monotonic()
 
     def fire(i: int, t_ms: float, at: float) -> None:
-        rec = one_query(args.target, args.qname, args.timeout, args.tcp, args.qtype)
+        rec = one_query(args.target, args.qname, args.timeout, args.tcp, args.qtype, grace=args.late_grace)
         # at: wall-clock send time (the host's clock), to line queries up with events elsewhere.
         rec.update({"seq": i, "t_ms": round(t_ms, 1), "at": round(at, 3)})
         records[i] = rec
@@ -159,7 +184,7 @@ def main() -> int:
         th.start()
         threads.append(th)
     for th in threads:
-        th.join(args.timeout + 2)
+        th.join(args.timeout + args.late_grace + 2)
     json.dump(records[:sent], sys.stdout)
     return 0
 

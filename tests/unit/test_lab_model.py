@@ -132,6 +132,17 @@ def test_probe_summary_tells_answers_apart_by_rcode_and_authority():
     assert "rcodes: NOERROR=1, REFUSED=1, authoritative 1" in probe.format_summary(s)
 
 
+def test_probe_summary_counts_late_answers_as_lost_and_gives_the_tail():
+    records = [{"t_ms": t, "nsid": "fra1", "rcode": "NOERROR", "aa": True, "rtt_ms": float(t % 7)}
+               for t in range(0, 1000, 10)]
+    records[50] = {"t_ms": 500, "nsid": None, "rcode": None, "rtt_ms": None, "error": "Timeout",
+                   "late_ms": 612.5, "late_nsid": "fra1"}
+    records[60] = {"t_ms": 600, "nsid": None, "rcode": None, "rtt_ms": None, "error": "Timeout"}
+    s = probe.summarize(records, 1.0)
+    assert s["lost"] == 2 and s["late"] == 1
+    assert s["rtt_ms_max"] == 6.0 and s["rtt_ms_p999"] == 6.0
+
+
 def test_probe_refuses_non_lab_targets_and_unbounded_runs():
     with pytest.raises(Exception, match="not an address of the lab"):
         probe.run_probe(TOPO, client="cl-hkg", target="8.8.8.8")
@@ -139,6 +150,8 @@ def test_probe_refuses_non_lab_targets_and_unbounded_runs():
         probe.run_probe(TOPO, client="cl-hkg", target="203.0.113.53", rate=10_000)
     with pytest.raises(Exception, match="duration"):
         probe.run_probe(TOPO, client="cl-hkg", target="203.0.113.53", duration=3600)
+    with pytest.raises(Exception, match="late grace"):
+        probe.run_probe(TOPO, client="cl-hkg", target="203.0.113.53", late_grace=60)
 
 
 def test_probe_refuses_unknown_query_types():

@@ -143,3 +143,29 @@ def test_without_send_stamps_the_clock_read_before_send_stands_in(to_port, monke
     monkeypatch.setattr(probe_worker.time, "time", clock)
     with pytest.raises(dns.exception.Timeout):
         probe_worker.udp_exchange(query(), "127.0.0.1", timeout=0.5)
+
+
+def test_with_a_grace_a_late_answer_says_how_late_it_came_and_is_still_a_timeout(to_port):
+    to_port(delay=0.4)
+    with pytest.raises(probe_worker.LateAnswer) as late:
+        probe_worker.udp_exchange(q := query(), "127.0.0.1", timeout=0.2, grace=1.0)
+    assert isinstance(late.value, dns.exception.Timeout)
+    assert 0.4 <= late.value.seconds < 1.2 and q.is_response(late.value.response)
+
+
+def test_with_a_grace_silence_is_a_plain_timeout_after_timeout_and_grace(to_port):
+    to_port(delay=1.0)
+    start = time.monotonic()
+    with pytest.raises(dns.exception.Timeout) as exc:
+        probe_worker.udp_exchange(query(), "127.0.0.1", timeout=0.2, grace=0.3)
+    assert not isinstance(exc.value, probe_worker.LateAnswer)
+    assert 0.5 <= time.monotonic() - start < 0.9
+
+
+def test_a_late_answer_is_recorded_as_a_timeout_with_how_late_and_who(to_port, monkeypatch):
+    to_port(delay=0.3)
+    monkeypatch.setattr(probe_worker, "_nsid", lambda resp: "fra1")
+    rec = probe_worker.one_query("127.0.0.1", "example.com.", 0.1, False, grace=1.0)
+    assert rec["error"] == "Timeout" and rec["rcode"] is None and rec["nsid"] is None
+    assert rec["late_nsid"] == "fra1" and 300 <= rec["late_ms"] < 1100
+    assert rec["late_rcode"] == "NOERROR" and rec["late_aa"] is False
