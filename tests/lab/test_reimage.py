@@ -17,7 +17,16 @@ import pytest
 
 from tests.lab.conftest import lab_cli
 from tests.lab.fleet import sh
-from tests.lab.test_rolling import Regions, announced_to_upstream, drain_flag, losses, playbook, report, totals
+from tests.lab.test_rolling import (
+    Regions,
+    announced_to_upstream,
+    drain_flag,
+    losses,
+    playbook,
+    rarely_late,
+    report,
+    totals,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -58,6 +67,7 @@ def test_a_pop_server_reimaged_from_debian_12_to_13_loses_no_query(converged, tm
            f"rejoin {rejoin_s:.0f} s)", total_s, result)
 
     assert totals(result)[1] == 0, losses(result)
+    assert rarely_late(result), losses(result)
     assert release(SERVER) == 13
     assert sh(SERVER, "knotc -V").stdout.split()[-1].startswith("3.4"), "Debian 13's Knot"
     assert not drain_flag(SERVER) and announced_to_upstream(SERVER)
