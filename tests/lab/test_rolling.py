@@ -57,7 +57,7 @@ pytestmark = pytest.mark.lab
 
 CLIENTS = list(NEAREST_POP)  # the six regions
 RATE = 20  # queries per second per region
-# A query is lost when no authoritative NOERROR answer comes within 0.5 s, unless one comes in the
+# A query is lost when no authoritative NOERROR answer comes within TIMEOUT, unless one comes in the
 # LATE_GRACE after that: then it is late, counted and printed apart, and not lost. What a rollout
 # can do wrong drops a query or answers it wrongly however long one waits (a withdrawal before the
 # traffic moved, a micro-loop, a port closed by a restart, REFUSED, SERVFAIL). What delays a right
@@ -67,6 +67,7 @@ RATE = 20  # queries per second per region
 # The probes' arrival and send times are the kernel's, so the probe's own stalls do not count.
 # Late answers must stay rare (LATE_MOST of the queries sent): a change that made Knot stall on
 # every reload would otherwise pass as late answers. The dev lab's killed rollout had none.
+TIMEOUT = 0.5
 LATE_GRACE = 2.0
 LATE_MOST = 0.001
 PEER_ADDR = {(server, fam): ours for server, _, router, fam, ours in sessions()
@@ -94,7 +95,8 @@ class Regions:
         self.procs = {
             c: subprocess.Popen(  # noqa: S603 - our own CLI
                 [LAB, "probe", "--from", c, "--target", SERVICE[4], "--rate", str(RATE), "--duration", str(duration),
-                 "--timeout", "0.5", "--late-grace", str(LATE_GRACE), "--stop-file", str(self.stop_file), "--json"],
+                 "--timeout", str(TIMEOUT), "--late-grace", str(LATE_GRACE), "--stop-file", str(self.stop_file),
+                 "--json"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             for c in CLIENTS}
         self.softnet = softnet()
@@ -147,7 +149,7 @@ def bad_queries(records: list[dict], most: int = 10) -> list[str]:
             what += (f" (then {r.get('late_rcode')} aa={r.get('late_aa')} from {r.get('late_nsid')}"
                      f" after {r['late_ms']:.0f} ms)")
         elif r.get("error") == "Timeout":
-            what += f" (no answer in {0.5 + LATE_GRACE:g} s)"
+            what += f" (no answer in {TIMEOUT + LATE_GRACE:g} s)"
         out.append(f"#{r.get('seq')} sent {wall(r)} UTC: {what}")
         if len(out) == most:
             break
