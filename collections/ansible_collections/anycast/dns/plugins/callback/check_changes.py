@@ -16,7 +16,8 @@ description:
   - The callback creates the file when the playbook starts and puts its path in the environment
     variable E(ANYCAST_DNS_CHECK_CHANGES), which the playbook's tasks inherit, so a later task reads
     it with C(lookup('ansible.builtin.env', 'ANYCAST_DNS_CHECK_CHANGES')). The file is removed when
-    the run ends.
+    the run ends; the files of runs that were killed (their process is gone) are removed when the
+    next run starts.
   - C(playbooks/rolling.yml) uses it to roll only the PoPs where its check-mode pass would change
     something. Without this callback enabled, rolling.yml rolls every PoP and says why.
   - "Tasks that fail in check mode are recorded too, as C(FAILED: role : task name), also when the
@@ -28,6 +29,7 @@ author:
   - anycast.dns contributors (@anycast-dns)
 """
 
+import glob
 import json
 import os
 import tempfile
@@ -35,6 +37,34 @@ import tempfile
 from ansible.plugins.callback import CallbackBase
 
 ENV = "ANYCAST_DNS_CHECK_CHANGES"
+# The file's name: PREFIX, the pid of the run, "-", a random part, ".json".
+PREFIX = "anycast-dns-check-changes-"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep(directory: str) -> list[str]:
+    """Remove the files of runs whose process is gone (a run killed before its end); the paths removed."""
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(directory), PREFIX + "*-*.json")):
+        pid = os.path.basename(path)[len(PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        for leftover in (path, path + ".new"):
+            try:
+                os.unlink(leftover)
+            except FileNotFoundError:
+                continue
+            removed.append(leftover)
+    return removed
 
 
 class CallbackModule(CallbackBase):
@@ -49,7 +79,8 @@ class CallbackModule(CallbackBase):
         self._path: str | None = None
 
     def v2_playbook_on_start(self, playbook):
-        fd, self._path = tempfile.mkstemp(prefix="anycast-dns-check-changes-", suffix=".json")
+        sweep(tempfile.gettempdir())
+        fd, self._path = tempfile.mkstemp(prefix=f"{PREFIX}{os.getpid()}-", suffix=".json")
         os.close(fd)
         self._write()
         os.environ[ENV] = self._path
