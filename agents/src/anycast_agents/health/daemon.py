@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .. import __version__
 from .. import state as statefile
 from . import metrics
-from .check import ask, check_jobs, judge
+from .check import ask_all, check_jobs, flooded, judge, udp_counters
 from .family import Family
 from .files import drain_lock, read_drain, read_flag, write_atomic
 from .frr import Frr
@@ -26,6 +26,10 @@ from .traffic import DrainTimer, Traffic
 
 FAMILIES = {"4": "ipv4", "6": "ipv6"}
 TICK = 0.05  # seconds between two looks at knot-down and at the kernel's routes
+# The textfile is written when the state changes, and otherwise at most this often (seconds): its
+# anycast_health_updated_timestamp_seconds tells Prometheus that the daemon still runs. Every check
+# (5 a second) cost a rename on the node's disk for nothing.
+TEXTFILE_EVERY = 1.0
 BUSY_LOG_EVERY = 10.0  # seconds: unanswered queries forgiven as busy (check.judge) are logged as a count
 STATE_NAME = "state.json"
 
@@ -60,13 +64,14 @@ class Daemon:
             self.families[fam] = Family(name, config, adopted, now)
             self.tell_keepalived(self.families[fam])
             log(f"{name}: {'announced (adopted from keepalived)' if adopted else 'withdrawn until the checks rise'}")
-        jobs = sum(len(check_jobs(config, f)) for f in self.families)
-        self.pool = ThreadPoolExecutor(max_workers=max(jobs, 1))
+        # One thread asks every query of a check at once (check.ask_all), while this one keeps ticking.
+        self.pool = ThreadPoolExecutor(max_workers=1)
         self.frr = Frr(config.get("frr", {}), log)
         self.traffic = Traffic(config["addresses"], int(config.get("port", 53)), log, config.get("nft", "nft"))
         self.drain_timer = DrainTimer(config)
         self.state_last = None
         self.textfile_args: tuple[dict | None, bool] = (None, False)
+        self.textfile_at = 0.0  # monotonic time of the last write
         # Per family: unanswered queries forgiven since the last log line, and when that was.
         self.busy = {fam: {"count": 0, "logged_at": 0.0, "example": ""} for fam in self.families}
         self.stop = False
@@ -155,13 +160,20 @@ class Daemon:
         self.state_last = key
 
     def write_textfile(self, now: float, drain: dict | None, drained: bool) -> None:
-        """The metrics for node_exporter: on every change and once per check interval, so that a
-        stale anycast_health_updated_timestamp_seconds tells that the daemon stopped."""
+        """The metrics for node_exporter: on every change, and at least every TEXTFILE_EVERY
+        seconds (refresh_textfile), so that a stale anycast_health_updated_timestamp_seconds tells
+        that the daemon stopped."""
         textfile = self.config.get("textfile")
         if textfile and os.path.isdir(os.path.dirname(textfile)):
             metrics.write_textfile(textfile, self.families, drain, now, drained=drained,
                                    queries=self.traffic.last_total)
         self.textfile_args = (drain, drained)
+        self.textfile_at = time.monotonic()
+
+    def refresh_textfile(self) -> None:
+        """The textfile again with the last state, once TEXTFILE_EVERY seconds have passed."""
+        if time.monotonic() - self.textfile_at >= TEXTFILE_EVERY:
+            self.write_textfile(time.time(), *self.textfile_args)
 
     def heartbeat(self) -> None:
         path = os.path.join(self.run_dir, "heartbeat")
@@ -176,9 +188,9 @@ class Daemon:
         busy["example"] = lines[0] if lines else busy["example"]
         if busy["count"] and now - busy["logged_at"] >= BUSY_LOG_EVERY:
             count = busy["count"]
-            log(f"{self.families[fam_key].name}: {count} quer{'y' if count == 1 else 'ies'} unanswered in time "
-                f"while others of the same transport were answered (Knot busy, not failed; not counted), "
-                f"e.g. {busy['example']}")
+            log(f"{self.families[fam_key].name}: {count} quer{'y' if count == 1 else 'ies'} unanswered in time, "
+                f"Knot busy, not failed (it answered others of the same transport, or TCP while a flood filled "
+                f"its UDP sockets; not counted), e.g. {busy['example']}")
             busy["count"], busy["logged_at"] = 0, now
 
     def run(self) -> int:
@@ -189,17 +201,19 @@ class Daemon:
             started_mono, started = time.monotonic(), time.time()
             drain = read_drain(self.state_dir)
             deadline = started_mono + timeout
-            futures = {fam: [(job, self.pool.submit(ask, job[0], job[1], job[2], port, deadline))
-                             for job in check_jobs(self.config, fam)] for fam in self.families}
-            while not all(f.done() for jobs in futures.values() for _, f in jobs) \
-                    and time.monotonic() < deadline + 1:
+            jobs = {fam: check_jobs(self.config, fam) for fam in self.families}
+            every = [job for fam_jobs in jobs.values() for job in fam_jobs]
+            counters = {fam: udp_counters(fam) for fam in jobs}
+            future = self.pool.submit(ask_all, every, port, deadline)
+            while not future.done() and time.monotonic() < deadline + 1:
                 self.tick(drain)
                 time.sleep(TICK)
+            answers = future.result() if future.done() else ["no answer in time"] * len(every)
             now = time.time()
-            for fam_key, jobs in futures.items():
+            for fam_key, fam_jobs in jobs.items():
                 fam = self.families[fam_key]
-                results = [fut.result() if fut.done() else "no answer in time" for _, fut in jobs]
-                found, forgiven = judge([job for job, _ in jobs], results)
+                results, answers = answers[:len(fam_jobs)], answers[len(fam_jobs):]
+                found, forgiven = judge(fam_jobs, results, flooded(counters[fam_key], udp_counters(fam_key)))
                 self.note_busy(fam_key, forgiven, now)
                 if found and found != last_problems.get(fam_key):
                     log(f"{fam.name}: check failed ({fam.fail_streak + 1} in a row): {'; '.join(found[:4])}")
@@ -207,7 +221,7 @@ class Daemon:
                 fam.result(now, found, started)
             self.apply(now, drain)
             self.heartbeat()
-            self.write_textfile(time.time(), *self.textfile_args)
+            self.refresh_textfile()
             while not self.stop and time.monotonic() < started_mono + interval:
                 self.tick(read_drain(self.state_dir))
                 time.sleep(TICK)

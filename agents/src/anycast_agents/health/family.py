@@ -80,8 +80,12 @@ class Family:
         elif self.held(now) > 0:
             want, why = False, f"damped: {self.flaps} failures within {self.cfg['damping']['reset']:g} s, " \
                                f"held down {self.held(now):.0f} s more"
+        elif self.ok_streak > self.cfg["rise"]:
+            # Past `rise` the count is left out, so that a healthy family's reason, and with it
+            # state.json and the textfile, stays the same from one check to the next.
+            want, why = True, f"more than {self.cfg['rise']} good checks in a row"
         else:
-            want, why = True, f"{self.ok_streak} good checks in a row"
+            want, why = True, f"{self.ok_streak} good check{'' if self.ok_streak == 1 else 's'} in a row"
         changed = want != self.announced
         if changed:
             self.announced = want

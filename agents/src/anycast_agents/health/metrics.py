@@ -66,7 +66,7 @@ class HealthCollector:
             yield self._counter("external_queries_total",
                                 "DNS queries that reached the anycast addresses from outside (UDP packets and TCP "
                                 "SYNs, not lo)", [((), self.queries)], labels=())
-        yield self._gauge("updated_timestamp_seconds", "when the daemon last wrote this file (about every interval)",
+        yield self._gauge("updated_timestamp_seconds", "when the daemon last wrote this file (at least once a second)",
                           [((), float(now))], labels=())
 
 
