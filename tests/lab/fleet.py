@@ -220,22 +220,27 @@ def fleet_problems() -> dict[str, str]:
                 if n.get("kind") != "client" and n["state"] != "running"}
     if problems:
         return problems
-    for server, bad in all_up().items():
-        problems[server] = "; ".join(f"{addr}: {why}" for addr, why in bad.items())
-    for server in SERVERS:
-        state = health(server)
-        families = {f: v.get("state") for f, v in state.get("families", {}).items()}
-        if state.get("drain") or families != {"ipv4": "announced", "ipv6": "announced"}:
-            problems[server] = f"{problems.get(server, '')} health {families or 'unreadable'}, drain " \
-                               f"{'set' if state.get('drain') else 'not set'}".strip()
-        record = sh(server, f"cat {ROLLOUT_RECORD}", check=False)
-        if record.returncode == 0:
-            left = f"record of an unfinished rollout: {record.stdout.strip()}"
-            problems[server] = f"{problems.get(server, '')} {left}".strip()
-        stale = [f"{u} {how}" for u, how in running_agents(server).items() if how.startswith("runs ")]
-        if stale:
-            problems[server] = f"{problems.get(server, '')} {'; '.join(stale)}".strip()
-    return problems
+    # The servers side by side: one after the other took 5 to 6 s, at the start of every module.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(SERVERS)) as pool:
+        found = dict(zip(SERVERS, pool.map(server_problems, SERVERS), strict=True))
+    return {server: why for server, why in found.items() if why}
+
+
+def server_problems(server: str) -> str:
+    """fleet_problems() of one PoP server ('' when it is healthy)."""
+    problem = "; ".join(f"{addr}: {why}" for addr, why in established_and_bfd_up(server).items() if why)
+    state = health(server)
+    families = {f: v.get("state") for f, v in state.get("families", {}).items()}
+    if state.get("drain") or families != {"ipv4": "announced", "ipv6": "announced"}:
+        problem = f"{problem} health {families or 'unreadable'}, drain " \
+                  f"{'set' if state.get('drain') else 'not set'}".strip()
+    record = sh(server, f"cat {ROLLOUT_RECORD}", check=False)
+    if record.returncode == 0:
+        problem = f"{problem} record of an unfinished rollout: {record.stdout.strip()}".strip()
+    stale = [f"{u} {how}" for u, how in running_agents(server).items() if how.startswith("runs ")]
+    if stale:
+        problem = f"{problem} {'; '.join(stale)}".strip()
+    return problem
 
 
 def restore_fleet() -> None:
