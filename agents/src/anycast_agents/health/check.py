@@ -9,7 +9,8 @@ source, and its workers answer late. Tried on the lab, dnsperf from one region a
 (RRL answering a third): with every silence a failure, fra1 was withdrawn in each of three 8 s
 floods, which moves the flood onto the next PoP. A flood can also leave all of a check's UDP
 datagrams among those the kernel drops for full socket buffers: a UDP side that answered nothing
-while that count grew and TCP answered is busy too (1 flood in 5 withdrew fra1 before). A wrong
+while the kernel dropped datagrams and Knot kept reading its sockets, with TCP answering right, is
+busy too (flooded(); 3 floods of 11 withdrew fra1 on the lab before). A wrong
 answer (SERVFAIL, REFUSED, not authoritative, no SOA) or an error always fails. A UDP query is
 also sent again every UDP_RESEND seconds until an answer comes or the timeout ends, and an answer
 to any send counts, as a resolver retries. A hung Knot answers nothing and fails each round at
@@ -34,11 +35,6 @@ import dns.rdatatype
 # Seconds between two sends of one UDP query while no answer came (5 sends in a 0.15 s timeout).
 # Only a query not answered within it is sent again: a Knot that answers in 1-20 ms gets one.
 UDP_RESEND = 0.03
-
-
-def ask(address: str, zone: str, tcp: bool, port: int, deadline: float) -> str | None:
-    """None when ADDRESS answers ZONE's SOA authoritatively, else what went wrong."""
-    return ask_all([(address, zone, tcp)], port, deadline)[0]
 
 
 class _Query:
@@ -136,9 +132,9 @@ def _step(q: _Query, readable: bool, writable: bool) -> None:
 def ask_all(jobs: list[tuple[str, str, bool]], port: int, deadline: float) -> list[str | None]:
     """Every job's query (address, zone, tcp) at once, from this one thread, until each is answered or
     DEADLINE (time.monotonic()) passes; per job, None when it answered ZONE's SOA authoritatively,
-    else what went wrong (as ask() says it). A UDP query is sent again every UDP_RESEND seconds on
-    its socket until an answer to any send arrives; the sockets are connected, so an ICMP port
-    unreachable fails a UDP query at once. One thread and a selector instead of a thread per query:
+    else what went wrong. A UDP query is sent again every UDP_RESEND seconds on its socket until an
+    answer to any send arrives; the sockets are connected, so an ICMP port unreachable fails a UDP
+    query at once. One thread and a selector instead of a thread per query:
     on the lab (40 queries a second) it used 15 ms of CPU a second where the 8 threads used 24."""
     if deadline - time.monotonic() <= 0:
         return ["no time left"] * len(jobs)
