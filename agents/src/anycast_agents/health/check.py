@@ -157,6 +157,8 @@ def ask_all(jobs: list[tuple[str, str, bool]], port: int, deadline: float) -> li
                             q.sock.send(q.wire)
                         except OSError as exc:
                             q.finish(f"query failed: {exc}")
+                            sel.unregister(q.sock)
+                            continue
                         q.next_send = now + UDP_RESEND
                     elif q.writing and not q.pending:
                         sel.modify(q.sock, selectors.EVENT_READ, q)
@@ -169,6 +171,8 @@ def ask_all(jobs: list[tuple[str, str, bool]], port: int, deadline: float) -> li
                     q = key.data
                     if not q.done:
                         _step(q, bool(events & selectors.EVENT_READ), bool(events & selectors.EVENT_WRITE))
+                    if q.done:  # a late answer or a closed connection must not wake the loop again
+                        sel.unregister(q.sock)
         finally:
             for q in queries:
                 q.sock.close()
