@@ -69,22 +69,19 @@ class _Query:
     def finish(self, result: str | None) -> None:
         self.result, self.done = result, True
 
-    def judge_answer(self, data: bytes) -> bool:
-        """True when DATA is the answer to this query (judged), False to keep waiting."""
+    def judge_answer(self, data: bytes) -> None:
+        """DATA judged when it is the answer to this query; over UDP, anything else is ignored (a
+        stray datagram), over TCP it fails the query."""
         try:
             resp = dns.message.from_wire(data)
         except dns.exception.DNSException as exc:
             if self.tcp:
                 self.finish(f"query failed: {exc}")
-                return True
-            return False  # not an answer to us: keep waiting, as for a stray datagram
-        if not self.query.is_response(resp):
-            if self.tcp:
-                self.finish("query failed: an answer to another query")
-                return True
-            return False
-        self.finish(verdict(resp, self.qname))
-        return True
+            return
+        if self.query.is_response(resp):
+            self.finish(verdict(resp, self.qname))
+        elif self.tcp:
+            self.finish("query failed: an answer to another query")
 
 
 def verdict(resp: dns.message.Message, qname: dns.name.Name) -> str | None:
