@@ -41,6 +41,12 @@ $(BIN)/promtool: scripts/setup-promtool.sh | $(VENV)/.installed
 
 # uv installs the lock (requirements.txt, the same versions pip would) in seconds where pip takes
 # about 80 s on 2 cores; it is installed into the venv first, pinned. With USE_UV=0: pip alone.
+# Both write the installed modules' bytecode (pip does by default, uv with --compile-bytecode: about
+# 23 s more on 2 cores). Without it every Python process compiles what it imports from source
+# whenever bytecode is not written at run time (PYTHONDONTWRITEBYTECODE, a read-only venv): an
+# ansible-playbook starts in 0.4 s instead of 1.4 s of CPU, and the tests that need no lab took 121 s
+# instead of 231 s. The project's own controller code (the lab's CLI, the collection's plugins,
+# the strategy plugins) is compiled as well.
 UV_VERSION := 0.13.9
 USE_UV ?= 1
 
@@ -48,10 +54,11 @@ $(VENV)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@if [ "$(USE_UV)" = 1 ]; then \
 	  $(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)' && \
-	  $(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt; \
+	  $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt; \
 	else \
 	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt; \
 	fi
+	@$(BIN)/python -m compileall -q lab/anycast_lab strategy_plugins $(COLLECTION_DIR)/plugins > /dev/null
 	@printf '#!/bin/sh\n# anycast-lab CLI (lab/anycast_lab), written by make venv\nPYTHONPATH="%s/lab$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s/$(BIN)/python" -m anycast_lab "$$@"\n' "$(CURDIR)" "$(CURDIR)" > $(BIN)/anycast-lab
 	@chmod +x $(BIN)/anycast-lab
 	@touch $@
