@@ -164,6 +164,35 @@ def test_certificate_expiry_read_from_a_real_certificate(tmp_path):
     assert ke.cert_not_after(str(tmp_path / "missing.pem")) is None
 
 
+
+def test_certificate_expiry_is_read_once_per_version_of_the_file(tmp_path, monkeypatch):
+    """openssl runs when the exporter first meets a certificate file and again only when the file
+    changed (a renewal writes a new one); a file that went away is no longer reported."""
+    import os  # noqa: PLC0415
+    import stat  # noqa: PLC0415
+
+    runs = tmp_path / "runs"
+    fake = tmp_path / "bin" / "openssl"
+    fake.parent.mkdir()
+    # Prints the notAfter written in the certificate file itself; one line in RUNS per call.
+    fake.write_text(f"#!/bin/sh\necho x >> {runs}\nprintf 'notAfter=%s GMT\\n' \"$(cat \"$5\")\"\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    cert = tmp_path / "node.crt"
+    cert.write_text("Feb 28 14:39:27 2027")
+    first = ke.cert_not_after(str(cert))
+    assert first == 1803825567.0
+    assert [ke.cert_not_after(str(cert)) for _ in range(3)] == [first] * 3
+    assert runs.read_text().count("x") == 1
+    renewed = tmp_path / "renewed"
+    renewed.write_text("Mar  1 14:39:27 2028")
+    renewed.replace(cert)  # as a renewal does: a new file in its place
+    assert ke.cert_not_after(str(cert)) == first + 367 * 86400
+    assert runs.read_text().count("x") == 2
+    cert.unlink()
+    assert ke.cert_not_after(str(cert)) is None
+    assert runs.read_text().count("x") == 2
+
 # What a PoP serves, as validators see it: the RRSIGs that come with the apex SOA and DNSKEY.
 SIGNED = {"SOA": (NOW + 5 * 86400, NOW - 2 * 86400), "DNSKEY": (NOW + 9 * 86400, NOW - 86400)}
 

@@ -186,7 +186,7 @@ def health(server: str) -> dict:
 
 
 # The agents' long-running daemons on a PoP server, each started from the zipapp its unit names.
-AGENT_UNITS = ("anycast-health", "anycast-knot-exporter")
+AGENT_UNITS = ("anycast-health", "anycast-knot-exporter", "anycast-firewall-counters")
 # Written by playbooks/rolling.yml when it starts a PoP, removed when the PoP is done.
 ROLLOUT_RECORD = "/var/lib/anycast-health/rollout.json"
 

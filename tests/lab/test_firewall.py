@@ -125,9 +125,15 @@ def test_bgp_from_a_client_is_dropped_counted_and_exported(converged):
     assert "OPEN" not in out and out.count("TimeoutError") == 2, out  # dropped, not refused: nothing answers
     after = dropped(server)
     assert after["bgp"] >= before["bgp"] + 2, (before, after)
-    # The counters reach Prometheus through node_exporter's textfile collector.
+    # The counters reach Prometheus through node_exporter's textfile collector, written every 10 s
+    # by one process that stays (no timer starting a new one each time).
+    pid = sh(server, "systemctl show -p MainPID --value anycast-firewall-counters.service").stdout.strip()
     expr = f'anycast_firewall_dropped_packets_total{{reason="bgp",instance=~"{server}.*"}}'
     assert wait_for(lambda: any(float(r["value"][1]) >= after["bgp"] for r in query(expr)), 40, 2), query(expr)
+    assert pid not in ("", "0"), pid
+    assert sh(server, "systemctl show -p MainPID --value anycast-firewall-counters.service").stdout.strip() == pid
+    units = sh(server, "systemctl list-unit-files --no-legend 'anycast-firewall-counters*' | awk '{print $1}'")
+    assert units.stdout.split() == ["anycast-firewall-counters.service"], units.stdout
     assert query('count(anycast_firewall_loaded == 1)')[0]["value"][1] == "7"  # 5 servers, primary, monitor
 
 
@@ -194,8 +200,7 @@ def test_every_node_exports_its_drops_by_reason(converged):
 # release (gru1, 12, runs Knot 3.2 behind the nginx XoT proxy; fra1, 13), the hidden primary and
 # the monitoring node. With the highest exposure (`systemd-analyze security`) each may have: the
 # figure the unit's or drop-in's comment states, where it states one.
-FIREWALL_UNITS = {"anycast-firewall.service": None, "anycast-firewall-counters.service": None,
-                  "anycast-firewall-counters.timer": None}
+FIREWALL_UNITS = {"anycast-firewall.service": None, "anycast-firewall-counters.service": None}
 POP_UNITS = {"knot.service": 2.1, "anycast-health.service": 2.4, "keepalived.service": 6.4, **FIREWALL_UNITS}
 UNITS = {"gru1": {**POP_UNITS, "nginx.service": 3.2}, "fra1": POP_UNITS,
          "primary1": {"knot.service": 2.1, "anycast-knot-exporter.service": None, **FIREWALL_UNITS},

@@ -236,15 +236,15 @@ def bgp_asn(server: str) -> str:
 @pytest.fixture(scope="module", autouse=True)
 def inventory_config_after(converged):
     """The rollouts below leave CHANGE on the fleet; afterwards site.yml puts the inventory's back.
-    CHANGE is Knot's, FRR's and the agents' (knot_dns, frr_bgp; agents through anycast_health and
-    monitoring), so the PoP servers' knot, frr, health and monitoring tags do it: a downgrade of
-    the agents, which must take effect as the upgrade did."""
+    CHANGE is Knot's, FRR's and the agents' (knot_dns, frr_bgp; agents through anycast_health,
+    monitoring and host_firewall), so the PoP servers' knot, frr, health, monitoring and firewall
+    tags do it: a downgrade of the agents, which must take effect as the upgrade did."""
     built = AGENTS_ROLE / "files" / f"anycast-agents-{AGENTS_VERSION}.pyz"
     UPGRADE_DIR.mkdir()
     shutil.copy2(built, CHANGE["agents_artifact"])
     try:
         yield
-        run = converge("--limit", "localhost,anycast_servers", "--tags", "knot,frr,health,monitoring",
+        run = converge("--limit", "localhost,anycast_servers", "--tags", "knot,frr,health,monitoring,firewall",
                        label="rolling, inventory's configuration back")
         assert run["rc"] == 0, run["output"]
         for server in SERVERS:

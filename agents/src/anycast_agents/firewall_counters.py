@@ -2,16 +2,21 @@
 collector.
 
 The firewall (role host_firewall) counts its drops in named nftables counters, dropped_<reason>, in
-its own table. Each run reads them once (`nft -j list counters table inet TABLE`) and replaces the
-textfile in one rename; a systemd timer runs it every few seconds."""
+its own table. Each round reads them once (`nft -j list counters table inet TABLE`) and replaces the
+textfile in one rename. With --every SECONDS it stays running and does so every SECONDS (the role's
+service); without, once. A process that stays costs one nft per round; a timer that started it
+every 10 s cost a Python start (its imports compiled from the zipapp) and a sandbox set-up each time."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 from prometheus_client import CollectorRegistry, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -85,20 +90,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nft", default="/usr/sbin/nft", help="the nft command (default /usr/sbin/nft)")
     parser.add_argument("--rollback-mark", default=paths.FIREWALL_ROLLBACK_MARK,
                         help=f"the file the guard leaves when it fired (default {paths.FIREWALL_ROLLBACK_MARK})")
-    parser.add_argument("--json", action="store_true", help="print the counters as JSON instead")
+    parser.add_argument("--every", type=float, metavar="SECONDS",
+                        help="stay running: write the textfile now and then every SECONDS, until SIGTERM "
+                             "(default: once)")
+    parser.add_argument("--json", action="store_true", help="print the counters as JSON instead (once)")
     parser.add_argument("--version", action="version",
                         version=f"anycast-firewall-counters (anycast-agents) {__version__}")
     args = parser.parse_args(argv)
-    counters = read(args.nft, args.table)
+    if args.every is not None and not args.every > 0:
+        parser.error(f"--every {args.every}: must be more than 0 seconds")
     if args.json:
+        counters = read(args.nft, args.table)
         print(json.dumps({"loaded": counters is not None,
                           "dropped": {k: {"packets": v[0], "bytes": v[1]} for k, v in (counters or {}).items()}}))
         return 0 if counters is not None else 1
+    if args.every is None:
+        return 0 if write(args) else 1
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ok = True
+    while not stop.is_set():
+        started = time.monotonic()
+        was, ok = ok, write(args, quiet=not ok)
+        if ok and not was:
+            print(f"anycast-firewall-counters: {args.textfile} written again", file=sys.stderr)
+        stop.wait(max(0.0, args.every - (time.monotonic() - started)))
+    return 0
+
+
+def write(args: argparse.Namespace, quiet: bool = False) -> bool:
+    """One round: the counters read and the textfile replaced. False when it cannot be written
+    (said on stderr unless QUIET: a loop says it once, not every round)."""
     registry = CollectorRegistry()
-    registry.register(Collector(counters, os.path.exists(args.rollback_mark)))
+    registry.register(Collector(read(args.nft, args.table), os.path.exists(args.rollback_mark)))
     try:
         write_to_textfile(args.textfile, registry)
     except OSError as exc:
-        print(f"anycast-firewall-counters: cannot write {args.textfile}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        if not quiet:
+            print(f"anycast-firewall-counters: cannot write {args.textfile}: {exc}", file=sys.stderr)
+        return False
+    return True

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import ipaddress
+import os
 import re
 import subprocess
 import sys
@@ -232,15 +233,32 @@ def served_metrics(metrics: Samples, addresses: list[str], zones: list[str], now
                             address=address, zone=label, type=rtype)
 
 
+# path -> (the file's identity when it was read, its notAfter): a certificate changes when its file
+# does, so `openssl x509` runs once per file version, not at every scrape (every 5 s on the lab).
+_NOT_AFTER: dict[str, tuple[tuple[int, int, int, int], float | None]] = {}
+
+
 def cert_not_after(path: str) -> float | None:
-    """The notAfter of a PEM certificate (Unix time), read with `openssl x509`; None when the file is
-    missing or unreadable."""
+    """The notAfter of a PEM certificate (Unix time), read with `openssl x509` when the file is new or
+    changed (inode, size, mtime, ctime) since the last read; None when the file is missing or
+    unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        _NOT_AFTER.pop(path, None)
+        return None
+    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    cached = _NOT_AFTER.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     try:
         proc = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", path],
                               capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    return parse_not_after(proc.stdout) if proc.returncode == 0 else None
+        return None  # not remembered: asked again at the next scrape
+    value = parse_not_after(proc.stdout) if proc.returncode == 0 else None
+    _NOT_AFTER[path] = (key, value)
+    return value
 
 
 def parse_not_after(text: str) -> float | None:
