@@ -302,14 +302,44 @@ def test_frr_restarted(steady):
 
 
 def test_keepalived_restarted(steady):
+    since = time.time()
     s = through("keepalived restarted", "systemctl restart keepalived", duration=8)
     assert s["outage_ms"] <= 1500, s
     assert s["last"] == NODE, s["sequence"]
-    # No announcement before its heartbeat check passed.
-    log = sh(NODE, "journalctl -u keepalived --no-pager -o short-iso-precise --since -20s").stdout
+    # No announcement before its heartbeat check passed (the journal from this test on: an earlier
+    # test's recovery may have entered MASTER state within the last seconds too).
+    log = sh(NODE, f"journalctl -u keepalived --no-pager -o short-iso-precise --since @{since:.0f}").stdout
     lines = log.splitlines()
     first_master = next(i for i, line in enumerate(lines) if "Entering MASTER STATE" in line)
     assert any("VRRP_Script(heartbeat) succeeded" in line for line in lines[:first_master]), log
+
+
+
+def test_a_hung_health_daemon_is_withdrawn_by_its_stale_heartbeat(steady):
+    """anycast-health stopped dead (SIGSTOP) while Knot serves: no check runs and keepalived's own
+    check (heartbeat-fresh, every second, fall 2) sees the heartbeat go stale after its 3 s, so fra1
+    withdraws rather than keep an announcement no check stands behind. London moves away; Knot
+    answers what still arrives. SIGCONT: the heartbeat is fresh again and fra1 announces."""
+    pid = sh(NODE, "systemctl show -p MainPID --value anycast-health").stdout.strip()
+    assert pid not in ("", "0"), pid
+    p = Probe(duration=16)
+    p.wait_started(2)
+    stopped, stopped_at = time.monotonic(), time.time()
+    sh(NODE, f"kill -STOP {pid}")
+    try:
+        assert wait_for(lambda: not at_router(4) and not at_router(6), 20, 0.2), health(NODE)
+        withdrawn_s = time.monotonic() - stopped
+    finally:
+        sh(NODE, f"kill -CONT {pid}")
+    s = p.result()
+    report("anycast-health hung (SIGSTOP)", s)
+    print(f"[health] anycast-health hung: withdrawn from tr-fra after {withdrawn_s:.1f} s")
+    # 3 s of age, two failed checks a second apart, the withdrawal reaching tr-fra.
+    assert withdrawn_s <= 8, withdrawn_s
+    assert s["outage_ms"] <= 1500, s  # the queries in flight while the routes move, as for the others
+    assert s["sequence"][0] == NODE and len(s["sequence"]) >= 2, s["sequence"]  # London moved away
+    log = sh(NODE, f"journalctl -u keepalived --no-pager -o cat --since @{stopped_at:.0f}").stdout
+    assert "VRRP_Script(heartbeat) failed" in log, log[-2000:]
 
 
 def test_a_keepalived_config_keepalived_refuses_never_reaches_it(steady):

@@ -176,9 +176,8 @@ class Daemon:
             self.write_textfile(time.time(), *self.textfile_args)
 
     def heartbeat(self) -> None:
-        path = os.path.join(self.run_dir, "heartbeat")
-        with open(path, "w", encoding="ascii") as fh:
-            fh.write(f"{time.time():.3f}\n")
+        # The time in the file is what keepalived's heartbeat-fresh reads (one rename: never empty).
+        write_atomic(os.path.join(self.run_dir, "heartbeat"), f"{time.time():.3f}\n")
 
     def note_busy(self, fam_key: str, lines: list[str], now: float) -> None:
         """Forgiven silences, logged at most every BUSY_LOG_EVERY seconds with their count (a flood
