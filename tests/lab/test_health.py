@@ -314,7 +314,6 @@ def test_keepalived_restarted(steady):
     assert any("VRRP_Script(heartbeat) succeeded" in line for line in lines[:first_master]), log
 
 
-
 def test_a_hung_health_daemon_is_withdrawn_by_its_stale_heartbeat(steady):
     """anycast-health stopped dead (SIGSTOP) while Knot serves: no check runs and keepalived's own
     check (heartbeat-fresh, every second, fall 2) sees the heartbeat go stale after its 3 s, so fra1
