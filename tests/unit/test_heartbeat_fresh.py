@@ -4,7 +4,6 @@ so that a stopped, crashed or hung daemon never keeps an announcement alive."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 
@@ -13,11 +12,11 @@ import pytest
 from tests.conftest import REPO
 
 SCRIPT = REPO / "roles/anycast_health/files/heartbeat-fresh"
-BASH = shutil.which("bash") or "/bin/bash"
 
 
 def fresh(path, *args: str) -> bool:
-    proc = subprocess.run([BASH, str(SCRIPT), *args], env={"ANYCAST_HEALTH_HEARTBEAT": str(path), "PATH": ""},
+    """The script as keepalived runs it: through its own shebang (bash -eu)."""
+    proc = subprocess.run([str(SCRIPT), *args], env={"ANYCAST_HEALTH_HEARTBEAT": str(path), "PATH": ""},
                           capture_output=True, text=True, timeout=10, check=False)
     assert proc.stdout == proc.stderr == ""
     return proc.returncode == 0
