@@ -197,6 +197,43 @@ def test_a_closed_tcp_port_fails_at_once_and_the_other_queries_of_the_check_stil
     assert results == [None, None, None, None, "answered REFUSED", "answered REFUSED"]
 
 
+def test_an_answer_seen_before_is_judged_without_parsing_and_a_changed_one_is_parsed(authority, monkeypatch):
+    """The check parses an answer only when its bytes (but the ID) are new: round after round the
+    same answer costs no parse, a changed one (SERVFAIL) is parsed and judged again, and the
+    earlier answer, once back, is judged as before. Every query has an ID of its own."""
+    from anycast_agents.health import check  # noqa: PLC0415
+
+    monkeypatch.setattr(check, "_VERDICTS", {})
+    parsed, real_from_wire = [], dns.message.from_wire
+
+    def counting(wire, *args, **kwargs):
+        msg = real_from_wire(wire, *args, **kwargs)
+        if threading.current_thread() is threading.main_thread():  # the check's, not the authority's
+            parsed.append(msg.id)
+        return msg
+
+    monkeypatch.setattr(check.dns.message, "from_wire", counting)
+    jobs = [("127.0.0.1", "example.com", tcp) for tcp in (False, True)]
+
+    def rounds(count):
+        parsed.clear()
+        results = [ask_all(jobs, authority.port, time.monotonic() + 5) for _ in range(count)]
+        return results, len(parsed)
+
+    # The first answer and its query parsed; the other transport's answer is the same bytes.
+    assert rounds(1) == ([[None, None]], 2)
+    assert rounds(5) == ([[None, None]] * 5, 0)
+    authority.rcode = dns.rcode.SERVFAIL
+    assert rounds(3) == ([["answered SERVFAIL"] * 2] * 3, 2)
+    authority.rcode = dns.rcode.NOERROR
+    assert rounds(2) == ([[None, None]] * 2, 0)
+    queries = [check._Query("127.0.0.1", "example.com", False, authority.port) for _ in range(20)]
+    for q in queries:
+        q.sock.close()
+    assert len({q.wire[:2] for q in queries}) > 15  # a random ID each, not one reused
+    assert {q.wire[2:] for q in queries} == {queries[0].template[2:]}
+
+
 def test_a_family_without_addresses_fails_and_a_bad_config_is_exit_2(tmp_path, authority, capsys):
     assert run_check(tmp_path, authority, family="6") == 1
     assert "nothing to check for IPv6" in capsys.readouterr().err

@@ -5,4 +5,4 @@ route collector sees of our address space (anycast-collector-exporter). Built in
 one zipapp, anycast-agents-<version>.pyz, that the collection's agents role installs; each command
 is a link to it."""
 
-__version__ = "0.10.2"
+__version__ = "0.10.3"
