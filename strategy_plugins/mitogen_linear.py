@@ -3,7 +3,7 @@
 ansible.cfg names it as the default strategy: the same plays in the same order, with each host's
 Python kept running between tasks instead of started and loaded again for every module, which
 halves an idempotent site.yml on the lab (make bench measures both). The plain strategy stays a
-setting away: ANSIBLE_STRATEGY=linear (molecule runs that way).
+setting away: ANSIBLE_STRATEGY=linear (the lab tests' session check run uses it).
 
 The code is Mitogen's own, with one change to what it costs, not to what it does: Mitogen looks up
 the directory of every installed collection each time a worker process runs a collection's module
