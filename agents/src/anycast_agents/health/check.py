@@ -19,6 +19,7 @@ the timeout, as before."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import selectors
 import socket
@@ -40,23 +41,21 @@ UDP_RESEND = 0.03
 
 # What the checks cost is dnspython building every query and parsing every answer: 40 of each a
 # second per server on the lab, about 60 % of the daemon's CPU. A zone's query is the same bytes
-# but for its ID, so it is built once (_template); Knot answers a zone's SOA query with the same
-# bytes round after round (but for the ID) until the zone changes, and the verdict on an answer
-# depends on nothing but its bytes and the query's, so it is kept (_VERDICTS), keyed by both
-# without the ID. An answer is parsed when its bytes are new, or its ID is not the query's.
-_TEMPLATES: dict[str, tuple[bytes, dns.name.Name]] = {}
+# but for its ID, so it is built once (_template, cached); Knot answers a zone's SOA query with
+# the same bytes round after round (but for the ID) until the zone changes, and the verdict on an
+# answer depends on nothing but its bytes and the query's, so it is kept (_VERDICTS), keyed by
+# both without the ID. An answer is parsed when its bytes are new, or its ID is not the query's.
 _VERDICTS: dict[tuple[bytes, bytes], str | None] = {}
 VERDICTS_MAX = 256  # forgotten all at once when full: a few rounds parse again
 
 
+@functools.cache
 def _template(zone: str) -> tuple[bytes, dns.name.Name]:
     """ZONE's SOA query (recursion not desired) in wire format, and ZONE as a name."""
-    if zone not in _TEMPLATES:
-        qname = dns.name.from_text(zone)
-        query = dns.message.make_query(qname, dns.rdatatype.SOA)
-        query.flags &= ~dns.flags.RD
-        _TEMPLATES[zone] = (query.to_wire(), qname)
-    return _TEMPLATES[zone]
+    qname = dns.name.from_text(zone)
+    query = dns.message.make_query(qname, dns.rdatatype.SOA)
+    query.flags &= ~dns.flags.RD
+    return query.to_wire(), qname
 
 
 class _Query:
