@@ -643,7 +643,7 @@ OLD = {"node": "gru1", "client": "cl-gru", "router": "tr-gru"}
 # What São Paulo's network adds to any withdrawal by gru1, whatever its Debian: tr-gru holds no
 # second path for the aggregate (bb-gru's best is through tr-gru itself) until bb-gru has processed
 # the withdrawal and sent its next best, and the client's ISP is one more BGP hop behind tr-gru.
-# Measured with `ip monitor route` on the dev lab (Knot killed, three runs on gru1, two on fra1):
+# Measured with `ip monitor route` on the dev lab (Knot killed, four runs on gru1, two on fra1):
 # the transit had its new path 155-169 ms after it dropped gru1's (tr-fra for fra1: 103-105 ms) and
 # isp-gru 50 ms later, so São Paulo's client saw 360-420 ms and London's 220-260 ms for the same
 # node reaction (the routes out of the kernel 20-40 ms after `pkill` returned, on both). One CI run
