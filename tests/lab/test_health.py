@@ -167,10 +167,14 @@ def test_nothing_but_the_aggregates_and_every_server_announces_both_families(con
     assert set(at_router(4)) == {AGGREGATES[4]} and set(at_router(6)) == {AGGREGATES[6]}
 
 
-def withdraw_seconds(server: str) -> float:
-    """The server's last withdrawal of IPv4: seconds from the failure's detection until its routes
-    left the kernel (the daemon's own metric)."""
-    prom = sh(server, "cat /var/lib/prometheus/node-exporter/anycast_health.prom").stdout
+def health_prom(server: str) -> str:
+    """The metrics anycast-health writes for node_exporter's textfile collector on SERVER."""
+    return sh(server, "cat /var/lib/prometheus/node-exporter/anycast_health.prom").stdout
+
+
+def withdraw_seconds(prom: str) -> float:
+    """From health_prom's text: the last withdrawal of IPv4, seconds from the failure's detection
+    until the routes left the kernel (the daemon's own metric)."""
     return float(re.search(r'anycast_health_withdraw_seconds\{family="ipv4"\} (\S+)', prom).group(1))
 
 
@@ -179,8 +183,8 @@ def test_knot_killed_withdraws_at_once(steady):
     assert s["first"] == NODE and s["sequence"][1] != NODE, s["sequence"]
     assert s["outage_ms"] <= 500, s
     # The node itself saw the routes leave the kernel within milliseconds of the crash.
-    prom = sh(NODE, "cat /var/lib/prometheus/node-exporter/anycast_health.prom").stdout
-    withdraw = withdraw_seconds(NODE)
+    prom = health_prom(NODE)
+    withdraw = withdraw_seconds(prom)
     print(f"[health] Knot killed: routes out of fra1's kernel {withdraw * 1000:.0f} ms after the crash")
     assert withdraw <= NODE_WITHDRAW_S, health(NODE)
     assert re.search(r'anycast_health_failures_total\{family="ipv4"\} 1(\.0)?$', prom, re.M), prom
@@ -593,7 +597,7 @@ def test_drain_marks_graceful_shutdown_withdraws_and_survives_a_reboot(steady):
     assert wait_for(lambda: health(NODE).get("families", {}).get("ipv4", {}).get("state") == "drained", 60, 1)
     time.sleep(3)
     assert not at_router(4) and not at_router(6)
-    prom = sh(NODE, "cat /var/lib/prometheus/node-exporter/anycast_health.prom").stdout
+    prom = health_prom(NODE)
     assert "anycast_health_drained 1" in prom
     out = sh(NODE, "anycast-health undrain").stdout
     assert "ipv4: announced" in out and "ipv6: announced" in out, out
@@ -690,7 +694,7 @@ def test_the_core_faults_on_debian_12_keep_the_same_budgets(converged):
     s = fault("Knot killed (SIGKILL)", 6, lambda: sh(node, "pkill -KILL -x knotd"))
     assert s["outage_ms"] <= 500 + SAO_PAULO_PATH_HUNT_MS, s
     # The node's own part, the one its Debian could change: fra1's bound (test_knot_killed_...).
-    assert withdraw_seconds(node) <= NODE_WITHDRAW_S, health(node)
+    assert withdraw_seconds(health_prom(node)) <= NODE_WITHDRAW_S, health(node)
 
     def hang() -> None:
         sh(node, "pkill -STOP -x knotd")
