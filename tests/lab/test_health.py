@@ -52,6 +52,9 @@ RATE = 50
 # A node's own withdrawal of a crashed Knot: from the daemon seeing the failure until the routes
 # left the kernel (its metric). 6-50 ms on fra1 and gru1 on the dev lab.
 NODE_WITHDRAW_S = 0.25
+# The longest client outage the core faults may cause on fra1; gru1's test holds its clients to
+# these plus São Paulo's path hunting (SAO_PAULO_PATH_HUNT_MS).
+CORE_BUDGET_MS = {"Knot killed (SIGKILL)": 500, "Knot hung (SIGSTOP)": 1000, "node powered off": 1500}
 
 
 def announced(server: str, fam: int | None = None) -> bool:
@@ -181,7 +184,7 @@ def withdraw_seconds(prom: str) -> float:
 def test_knot_killed_withdraws_at_once(steady):
     s = through("Knot killed (SIGKILL)", "pkill -KILL -x knotd", duration=6)
     assert s["first"] == NODE and s["sequence"][1] != NODE, s["sequence"]
-    assert s["outage_ms"] <= 500, s
+    assert s["outage_ms"] <= CORE_BUDGET_MS["Knot killed (SIGKILL)"], s
     # The node itself saw the routes leave the kernel within milliseconds of the crash.
     prom = health_prom(NODE)
     withdraw = withdraw_seconds(prom)
@@ -202,7 +205,7 @@ def test_knot_hung_withdraws_within_the_check_budget(steady):
     s = p.result()
     report("Knot hung (SIGSTOP)", s)
     assert s["first"] == NODE and len(s["sequence"]) >= 2, s["sequence"]
-    assert s["outage_ms"] <= 1000, s
+    assert s["outage_ms"] <= CORE_BUDGET_MS["Knot hung (SIGSTOP)"], s
     reason = health(NODE)["families"]["ipv4"]
     assert reason["failures"] == 1
 
@@ -407,7 +410,7 @@ def test_node_powered_off_upstream_drops_it_through_bfd(steady):
         lab_cli("poweron", NODE, timeout=300)
     report("node powered off", s)
     assert s["first"] == NODE and s["last"] != NODE, s["sequence"]
-    assert s["outage_ms"] <= 1500, s
+    assert s["outage_ms"] <= CORE_BUDGET_MS["node powered off"], s
     assert wait_for(lambda: announced(NODE), 90, 1), health(NODE)
 
 
@@ -656,7 +659,6 @@ OLD = {"node": "gru1", "client": "cl-gru", "router": "tr-gru"}
 SAO_PAULO_PATH_HUNT_MS = 200
 OLD_ADDR = {fam: ours for server, _, router, fam, ours in sessions()
             if server == OLD["node"] and router == OLD["router"]}
-SIDE_BY_SIDE = ["Knot killed (SIGKILL)", "Knot hung (SIGSTOP)", "node powered off"]
 
 
 def debian(node: str) -> int:
@@ -689,10 +691,10 @@ def test_the_core_faults_on_debian_12_keep_the_same_budgets(converged):
                 undo()
         report(name, s, node=node)
         assert s["first"] == node and s["sequence"][1:2] != [node], s["sequence"]
+        assert s["outage_ms"] <= CORE_BUDGET_MS[name] + SAO_PAULO_PATH_HUNT_MS, s
         return s
 
-    s = fault("Knot killed (SIGKILL)", 6, lambda: sh(node, "pkill -KILL -x knotd"))
-    assert s["outage_ms"] <= 500 + SAO_PAULO_PATH_HUNT_MS, s
+    fault("Knot killed (SIGKILL)", 6, lambda: sh(node, "pkill -KILL -x knotd"))
     # The node's own part, the one its Debian could change: fra1's bound (test_knot_killed_...).
     assert withdraw_seconds(health_prom(node)) <= NODE_WITHDRAW_S, health(node)
 
@@ -700,15 +702,13 @@ def test_the_core_faults_on_debian_12_keep_the_same_budgets(converged):
         sh(node, "pkill -STOP -x knotd")
         assert wait_for(lambda: not upstream_has_it(), 5, 0.2), f"{node} still announces with Knot stopped"
 
-    s = fault("Knot hung (SIGSTOP)", 7, hang, undo=lambda: sh(node, "pkill -CONT -x knotd"))
-    assert s["outage_ms"] <= 1000 + SAO_PAULO_PATH_HUNT_MS, s
-    s = fault("node powered off", 8, lambda: lab_cli("poweroff", node, "--max-off", "120"),
-              undo=lambda: lab_cli("poweron", node, timeout=300))
-    assert s["outage_ms"] <= 1500 + SAO_PAULO_PATH_HUNT_MS, s
+    fault("Knot hung (SIGSTOP)", 7, hang, undo=lambda: sh(node, "pkill -CONT -x knotd"))
+    fault("node powered off", 8, lambda: lab_cli("poweroff", node, "--max-off", "120"),
+          undo=lambda: lab_cli("poweron", node, timeout=300))
     assert wait_for(lambda: announced(node) and upstream_has_it(), 90, 1), health(node)
 
     print(f"\n[health] longest client outage, ms: {'fault':24} {NODE} (Debian 13)  {node} (Debian 12)")
-    for name in SIDE_BY_SIDE:
+    for name in CORE_BUDGET_MS:
         new, old = OUTAGES.get((NODE, name)), OUTAGES.get((node, name))
         print(f"[health]                          {name:24} {'-' if new is None else f'{new:.0f}':>17}  "
               f"{'-' if old is None else f'{old:.0f}':>17}")
